@@ -1,0 +1,183 @@
+"""`conv1d(input, kernel)` as a PyTorch operator backed by the Mojo kernels.
+
+The op is registered with torch.library (a functional op with a fake
+implementation and an autograd formula), in the pattern of
+pytorch/extension-cpp. Its forward pass and both gradients are Mojo custom
+ops from the puzzle's package, run through MAX graphs whose lengths are
+symbolic: one graph per (op, dtype, device), compiled once per process and
+reused for every length.
+
+Semantics, for input of shape (N,) or (B, N) and kernel of shape (K,):
+
+    out[..., i] = sum over j < K with i + j < N of input[..., i + j] * kernel[j]
+
+i.e. a cross-correlation with zero padding on the right; out has input's shape.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+from max.dtype import DType
+from max.experimental.torch import CustomOpLibrary
+from max.experimental.torch.torch import MaxOp, max_device_ref, torch_dtype_to_max
+from max.graph import TensorType
+
+OP_PACKAGE = Path(__file__).resolve().parents[1] / "solutions" / "p20" / "op"
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+_lock = threading.Lock()
+_library: CustomOpLibrary | None = None
+_graph_ops: dict[tuple[str, torch.dtype, torch.device], object] = {}
+
+
+def _op_library() -> CustomOpLibrary:
+    global _library
+    with _lock:
+        if _library is None:
+            _library = CustomOpLibrary(OP_PACKAGE)
+        return _library
+
+
+# Each Mojo op takes (output, *inputs); these are their shapes, by symbolic name.
+_SIGNATURES = {
+    "conv1d_forward": ([("rows", "n")], [("rows", "n"), ("k",)]),
+    "conv1d_grad_input": ([("rows", "n")], [("rows", "n"), ("k",)]),
+    "conv1d_grad_kernel": ([("k",)], [("rows", "n"), ("rows", "n")]),
+}
+
+
+def _graph_op(name: str, dtype: torch.dtype, device: torch.device):
+    """The Mojo op `name` as a callable on torch tensors, compiled once for
+    this dtype and device with symbolic sizes, so a new length costs nothing."""
+    key = (name, dtype, device)
+    if (op := _graph_ops.get(key)) is not None:
+        return op
+    library = _op_library()
+    with _lock:
+        if (op := _graph_ops.get(key)) is None:
+            max_dtype: DType = torch_dtype_to_max(dtype)
+            ref = max_device_ref(device)
+            outputs, inputs = _SIGNATURES[name]
+            op = MaxOp(
+                getattr(library, name),
+                f"{name}_{max_dtype.name}_{device.type}{device.index or 0}",
+                library,
+                input_types=[TensorType(max_dtype, shape, ref) for shape in inputs],
+                output_types=[TensorType(max_dtype, shape, ref) for shape in outputs],
+            ).custom_op_def()
+            _graph_ops[key] = op
+        return op
+
+
+def _check_args(input: torch.Tensor, kernel: torch.Tensor) -> None:
+    """Clear Python errors, naming the argument, before anything reaches Mojo."""
+    for name, t in (("input", input), ("kernel", kernel)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"conv1d: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(
+                f"conv1d: {name} has dtype {t.dtype}; supported: "
+                + ", ".join(str(d) for d in SUPPORTED_DTYPES)
+            )
+        if t.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"conv1d: {name} is on {t.device}; only cpu and cuda are supported")
+    if input.dim() not in (1, 2):
+        raise ValueError(f"conv1d: input must have shape (N,) or (B, N), got {tuple(input.shape)}")
+    if kernel.dim() != 1:
+        raise ValueError(f"conv1d: kernel must have shape (K,), got {tuple(kernel.shape)}")
+    if input.shape[-1] == 0 or input.numel() == 0:
+        raise ValueError(f"conv1d: input is empty (shape {tuple(input.shape)})")
+    if kernel.shape[0] == 0:
+        raise ValueError("conv1d: kernel is empty (shape (0,))")
+    if kernel.dtype != input.dtype:
+        raise TypeError(f"conv1d: kernel dtype {kernel.dtype} differs from input dtype {input.dtype}")
+    if kernel.device != input.device:
+        raise ValueError(f"conv1d: kernel is on {kernel.device} but input is on {input.device}")
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """(N,) or (B, N) as a contiguous (rows, N) tensor; a view when possible.
+    Detached, since DLPack refuses tensors that require grad (autograd is
+    handled by register_autograd, above this op)."""
+    return t.detach().contiguous().view(-1, t.shape[-1])
+
+
+def _taps(kernel: torch.Tensor) -> torch.Tensor:
+    return kernel.detach().contiguous()
+
+
+@torch.library.custom_op("mojo_conv1d::conv1d", mutates_args=())
+def _conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    _check_args(input, kernel)
+    x = _rows(input)
+    out = torch.empty_like(x)
+    _graph_op("conv1d_forward", x.dtype, x.device)(out, x, _taps(kernel))
+    return out.view(input.shape)
+
+
+@torch.library.custom_op("mojo_conv1d::conv1d_grad_input", mutates_args=())
+def _conv1d_grad_input(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    g = _rows(grad_output)
+    grad_input = torch.empty_like(g)
+    _graph_op("conv1d_grad_input", g.dtype, g.device)(grad_input, g, _taps(kernel))
+    return grad_input.view(grad_output.shape)
+
+
+@torch.library.custom_op("mojo_conv1d::conv1d_grad_kernel", mutates_args=())
+def _conv1d_grad_kernel(
+    grad_output: torch.Tensor, input: torch.Tensor, kernel_size: int
+) -> torch.Tensor:
+    g = _rows(grad_output)
+    grad_kernel = g.new_empty(kernel_size)
+    _graph_op("conv1d_grad_kernel", g.dtype, g.device)(grad_kernel, g, _rows(input))
+    return grad_kernel
+
+
+@_conv1d.register_fake
+def _(input, kernel):
+    _check_args(input, kernel)
+    return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+@_conv1d_grad_input.register_fake
+def _(grad_output, kernel):
+    return torch.empty_like(grad_output, memory_format=torch.contiguous_format)
+
+
+@_conv1d_grad_kernel.register_fake
+def _(grad_output, input, kernel_size):
+    return grad_output.new_empty(kernel_size)
+
+
+def _setup_context(ctx, inputs, output):
+    input, kernel = inputs
+    saved_input = input if ctx.needs_input_grad[1] else None
+    saved_kernel = kernel if ctx.needs_input_grad[0] else None
+    ctx.save_for_backward(saved_input, saved_kernel)
+    ctx.kernel_size = kernel.shape[0]
+
+
+def _backward(ctx, grad_output):
+    input, kernel = ctx.saved_tensors
+    grad_input = grad_kernel = None
+    if ctx.needs_input_grad[0]:
+        grad_input = _conv1d_grad_input(grad_output, kernel)
+    if ctx.needs_input_grad[1]:
+        grad_kernel = _conv1d_grad_kernel(grad_output, input, ctx.kernel_size)
+    return grad_input, grad_kernel
+
+
+_conv1d.register_autograd(_backward, setup_context=_setup_context)
+
+
+def conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Cross-correlate each row of `input` ((N,) or (B, N)) with `kernel` ((K,)),
+    zero-padded on the right: out[..., i] = sum_j input[..., i + j] * kernel[j].
+
+    float16, bfloat16, float32 and float64 on cpu and cuda; sums accumulate in
+    float32 (float64 for float64). Differentiable in both arguments."""
+    _check_args(input, kernel)
+    return torch.ops.mojo_conv1d.conv1d(input, kernel)

@@ -1,0 +1,153 @@
+"""The conv1d custom ops that MAX graphs and PyTorch (through CustomOpLibrary) call.
+
+`conv1d` is the puzzle's op: its sizes are compile-time parameters, passed from
+Python as `ops.conv1d[{"input_size": N, "conv_size": K}]`. The other three ops
+back the trainable PyTorch operator (`mojo_conv1d`): their sizes are read at
+run time, so one compiled graph serves every length. All of them run the same
+kernels from kernels.mojo.
+"""
+
+import extensibility
+from extensibility import InputTensor, OutputTensor
+from max.gpu.host import DeviceContext
+
+from .kernels import correlate_cpu, correlate_gpu, grad_kernel_cpu, grad_kernel_gpu
+
+
+comptime Ptr[dtype: DType] = Pointer[Scalar[dtype], MutAnyOrigin]
+
+
+def correlate[
+    target: StaticString, dtype: DType
+](
+    ctx: DeviceContext,
+    output: Ptr[dtype],
+    input: Ptr[dtype],
+    kernel: Ptr[dtype],
+    rows: Int,
+    n: Int,
+    k: Int,
+    shift: Int,
+    flip: Bool,
+) raises:
+    comptime if target == "gpu":
+        correlate_gpu[dtype](ctx, output, input, kernel, rows, n, k, shift, flip)
+    elif target == "cpu":
+        correlate_cpu[dtype](output, input, kernel, rows, n, k, shift, flip)
+    else:
+        raise Error("conv1d: no kernel for target '" + target + "' (only cpu and gpu)")
+
+
+# ANCHOR: conv1d_op
+@extensibility.register("conv1d")
+struct Conv1D:
+    @staticmethod
+    def execute[
+        # "cpu" or "gpu": MAX picks it from the device of the tensors.
+        target: StaticString,
+        input_size: Int,
+        conv_size: Int,
+        dtype: DType = DType.float32,
+    ](
+        output: OutputTensor[dtype=dtype, rank=1, static_spec=_],
+        input: InputTensor[dtype=dtype, rank=1, static_spec=_],
+        kernel: InputTensor[dtype=dtype, rank=1, static_spec=_],
+        ctx: DeviceContext,
+    ) raises:
+        if input.dim_size(0) != input_size or output.dim_size(0) != input_size:
+            raise Error("conv1d: input and output must have input_size elements")
+        if kernel.dim_size(0) != conv_size:
+            raise Error("conv1d: kernel must have conv_size elements")
+        correlate[target, dtype](
+            ctx,
+            rebind[Ptr[dtype]](output.unsafe_ptr()),
+            rebind[Ptr[dtype]](input.unsafe_ptr()),
+            rebind[Ptr[dtype]](kernel.unsafe_ptr()),
+            rows=1,
+            n=input_size,
+            k=conv_size,
+            shift=0,
+            flip=False,
+        )
+# ANCHOR_END: conv1d_op
+
+
+@extensibility.register("conv1d_forward")
+struct Conv1DForward:
+    """output[r, i] = sum over j with i + j < n of input[r, i + j] * kernel[j]."""
+
+    @staticmethod
+    def execute[
+        target: StaticString, dtype: DType
+    ](
+        output: OutputTensor[dtype=dtype, rank=2, static_spec=_],
+        input: InputTensor[dtype=dtype, rank=2, static_spec=_],
+        kernel: InputTensor[dtype=dtype, rank=1, static_spec=_],
+        ctx: DeviceContext,
+    ) raises:
+        correlate[target, dtype](
+            ctx,
+            rebind[Ptr[dtype]](output.unsafe_ptr()),
+            rebind[Ptr[dtype]](input.unsafe_ptr()),
+            rebind[Ptr[dtype]](kernel.unsafe_ptr()),
+            rows=input.dim_size(0),
+            n=input.dim_size(1),
+            k=kernel.dim_size(0),
+            shift=0,
+            flip=False,
+        )
+
+
+@extensibility.register("conv1d_grad_input")
+struct Conv1DGradInput:
+    """grad_input[r, m] = sum over j <= m of grad_output[r, m - j] * kernel[j]:
+    the forward sum over grad_output, shifted left by k - 1, kernel reversed."""
+
+    @staticmethod
+    def execute[
+        target: StaticString, dtype: DType
+    ](
+        grad_input: OutputTensor[dtype=dtype, rank=2, static_spec=_],
+        grad_output: InputTensor[dtype=dtype, rank=2, static_spec=_],
+        kernel: InputTensor[dtype=dtype, rank=1, static_spec=_],
+        ctx: DeviceContext,
+    ) raises:
+        var k = kernel.dim_size(0)
+        correlate[target, dtype](
+            ctx,
+            rebind[Ptr[dtype]](grad_input.unsafe_ptr()),
+            rebind[Ptr[dtype]](grad_output.unsafe_ptr()),
+            rebind[Ptr[dtype]](kernel.unsafe_ptr()),
+            rows=grad_output.dim_size(0),
+            n=grad_output.dim_size(1),
+            k=k,
+            shift=k - 1,
+            flip=True,
+        )
+
+
+@extensibility.register("conv1d_grad_kernel")
+struct Conv1DGradKernel:
+    """grad_kernel[j] = sum over r and i + j < n of grad_output[r, i] * input[r, i + j]."""
+
+    @staticmethod
+    def execute[
+        target: StaticString, dtype: DType
+    ](
+        grad_kernel: OutputTensor[dtype=dtype, rank=1, static_spec=_],
+        grad_output: InputTensor[dtype=dtype, rank=2, static_spec=_],
+        input: InputTensor[dtype=dtype, rank=2, static_spec=_],
+        ctx: DeviceContext,
+    ) raises:
+        var gk = rebind[Ptr[dtype]](grad_kernel.unsafe_ptr())
+        var g = rebind[Ptr[dtype]](grad_output.unsafe_ptr())
+        var x = rebind[Ptr[dtype]](input.unsafe_ptr())
+        var rows = input.dim_size(0)
+        var n = input.dim_size(1)
+        var k = grad_kernel.dim_size(0)
+        comptime if target == "gpu":
+            grad_kernel_gpu[dtype](ctx, gk, g, x, rows, n, k)
+        elif target == "cpu":
+            grad_kernel_cpu[dtype](gk, g, x, rows, n, k)
+        else:
+            raise Error("conv1d_grad_kernel: no kernel for target '" + target + "' (only cpu and gpu)")

@@ -1,0 +1,409 @@
+"""conv1d kernels: one GPU design and one CPU design, shared by every registered op.
+
+Every op in this package computes, for each row r and each i in [0, n):
+
+    out[r, i] = sum over j < k of  x[r, i + j - shift] * w'[j]
+
+where x reads as zero outside [0, n) and w' is the kernel, reversed when `flip`.
+The forward pass is shift = 0, flip = False; the gradient with respect to the
+input is the same sum over grad_output with shift = k - 1, flip = True.
+Sizes are runtime values, so one compiled kernel serves every length.
+"""
+
+from std.math import ceildiv
+from std.sys import simd_width_of, size_of
+from max.algorithm import sync_parallelize
+from max.gpu import thread_idx, block_idx, block_dim, grid_dim, barrier
+from max.gpu.host import DeviceContext
+from max.gpu.memory import AddressSpace
+from std.memory import stack_allocation
+
+
+# Sums run in float32, or float64 for float64 data.
+comptime accum_type[dtype: DType] = DType.float64 if dtype == DType.float64 else DType.float32
+
+
+# ===----------------------------------------------------------------------=== #
+# GPU: shared-memory tiles, register-blocked outputs
+# ===----------------------------------------------------------------------=== #
+
+comptime THREADS = 256  # threads per block; a multiple of any warp/wavefront size
+comptime OUTPUTS_PER_THREAD = 8  # consecutive outputs each thread accumulates in registers
+comptime TILE = THREADS * OUTPUTS_PER_THREAD  # outputs per block
+comptime K_CHUNK = 1024  # kernel taps staged in shared memory at a time
+
+
+def correlate_gpu_kernel[
+    dtype: DType
+](
+    output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int64,
+    n: Int64,
+    k: Int64,
+    shift: Int64,
+    flip: Int32,
+):
+    """One block computes TILE consecutive outputs of one row.
+
+    The input span the tile needs (TILE plus a halo of the staged kernel taps)
+    and the taps themselves are staged in shared memory, zero-filled past the
+    row's ends, so the inner loop has no bounds checks. Kernels longer than
+    K_CHUNK are staged chunk by chunk; each thread keeps its outputs in
+    registers across chunks.
+    """
+    comptime acc = accum_type[dtype]
+    comptime R = OUTPUTS_PER_THREAD
+    var xs = stack_allocation[
+        TILE + K_CHUNK, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+    ]()
+    var ws = stack_allocation[
+        K_CHUNK, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+    ]()
+    var tid = Int(thread_idx.x)
+    var N = Int(n)
+    var K = Int(k)
+    var tile_start = Int(block_idx.x) * TILE
+    var base = tid * R
+
+    var row = Int(block_idx.y)
+    while row < Int(rows):
+        var x_row = input.unsafe_offset(row * N)
+        var acc_r = SIMD[acc, R](0)
+        var k0 = 0
+        while k0 < K:
+            var kc = min(K_CHUNK, K - k0)
+            var kc_padded = ceildiv(kc, R) * R
+            barrier()  # the previous chunk's readers are done with xs and ws
+            var t = tid
+            while t < kc_padded:
+                var tap = Scalar[acc](0)
+                if t < kc:
+                    var j = k0 + t
+                    if flip != 0:
+                        j = K - 1 - j
+                    tap = kernel.unsafe_load(j).cast[acc]()
+                ws.unsafe_store(t, tap)
+                t += THREADS
+            var span = TILE + kc_padded
+            var src0 = tile_start + k0 - Int(shift)
+            t = tid
+            while t < span:
+                var src = src0 + t
+                var v = Scalar[acc](0)
+                if src >= 0 and src < N:
+                    v = x_row.unsafe_load(src).cast[acc]()
+                xs.unsafe_store(t, v)
+                t += THREADS
+            barrier()
+
+            # Slide a window of 2R inputs over the staged span: each step of R
+            # taps reads R new inputs and R taps, and does R * R multiply-adds.
+            var window = xs.unsafe_load[width=R, alignment = R * size_of[acc]()](base)
+            var j0 = 0
+            while j0 < kc_padded:
+                var ahead = xs.unsafe_load[width=R, alignment = R * size_of[acc]()](base + R + j0)
+                var taps = ws.unsafe_load[width=R, alignment = R * size_of[acc]()](j0)
+                var full = window.join(ahead)
+                comptime for jj in range(R):
+                    comptime for r in range(R):
+                        acc_r[r] += full[r + jj] * taps[jj]
+                window = ahead
+                j0 += R
+            k0 += K_CHUNK
+
+        # Stage the results through shared memory so the global stores coalesce.
+        barrier()
+        xs.unsafe_store[alignment = R * size_of[acc]()](base, acc_r)
+        barrier()
+        var out_row = output.unsafe_offset(row * N)
+        var t = tid
+        while t < TILE:
+            var i = tile_start + t
+            if i < N:
+                out_row.unsafe_store(i, xs.unsafe_load(t).cast[dtype]())
+            t += THREADS
+        row += Int(grid_dim.y)
+
+
+comptime MAX_GRID_Y = 65535
+
+
+def correlate_gpu[
+    dtype: DType
+](
+    ctx: DeviceContext,
+    output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    n: Int,
+    k: Int,
+    shift: Int,
+    flip: Bool,
+) raises:
+    """Launches correlate_gpu_kernel over a grid sized from n and rows."""
+    if rows == 0 or n == 0:
+        return
+    comptime kern = correlate_gpu_kernel[dtype]
+    ctx.enqueue_function[kern](
+        output,
+        input,
+        kernel,
+        Int64(rows),
+        Int64(n),
+        Int64(k),
+        Int64(shift),
+        Int32(1 if flip else 0),
+        grid_dim=(ceildiv(n, TILE), min(rows, MAX_GRID_Y)),
+        block_dim=THREADS,
+    )
+
+
+# ===----------------------------------------------------------------------=== #
+# GPU: gradient with respect to the kernel, a two-pass deterministic reduction
+# ===----------------------------------------------------------------------=== #
+
+comptime GRAD_TILE = 1024  # positions i one block reduces per step
+comptime GRAD_TAPS = 256  # taps j per block: one per thread
+comptime GRAD_BLOCKS = 8192  # about this many blocks in the first pass
+
+
+def grad_kernel_partials_kernel[
+    dtype: DType
+](
+    partials: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
+    grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int64,
+    n: Int64,
+    k: Int64,
+    groups: Int64,
+):
+    """Thread t of block (g, b) sums grad_output[r, i] * input[r, i + j] for
+    tap j = b * GRAD_TAPS + t over the tiles g, g + groups, ... of all rows,
+    and writes that partial sum to partials[g, j]."""
+    comptime acc = accum_type[dtype]
+    var gs = stack_allocation[
+        GRAD_TILE, Scalar[acc], address_space = AddressSpace.SHARED
+    ]()
+    var xs = stack_allocation[
+        GRAD_TILE + GRAD_TAPS, Scalar[acc], address_space = AddressSpace.SHARED
+    ]()
+    var tid = Int(thread_idx.x)
+    var N = Int(n)
+    var j0 = Int(block_idx.y) * GRAD_TAPS
+    var tiles_per_row = ceildiv(N, GRAD_TILE)
+    var total_tiles = tiles_per_row * Int(rows)
+    var sum = Scalar[acc](0)
+    var tile = Int(block_idx.x)
+    while tile < total_tiles:
+        var row = tile // tiles_per_row
+        var i0 = (tile % tiles_per_row) * GRAD_TILE
+        var g_row = grad_output.unsafe_offset(row * N)
+        var x_row = input.unsafe_offset(row * N)
+        barrier()  # the previous tile's readers are done
+        var t = tid
+        while t < GRAD_TILE + GRAD_TAPS:
+            if t < GRAD_TILE:
+                var gv = Scalar[acc](0)
+                if i0 + t < N:
+                    gv = g_row.unsafe_load(i0 + t).cast[acc]()
+                gs.unsafe_store(t, gv)
+            var src = i0 + j0 + t
+            var xv = Scalar[acc](0)
+            if src < N:
+                xv = x_row.unsafe_load(src).cast[acc]()
+            xs.unsafe_store(t, xv)
+            t += GRAD_TAPS
+        barrier()
+        for u in range(GRAD_TILE):
+            sum += gs.unsafe_load(u) * xs.unsafe_load(u + tid)
+        tile += Int(groups)
+    var j = j0 + tid
+    if j < Int(k):
+        partials.unsafe_store(Int(block_idx.x) * Int(k) + j, sum)
+
+
+def grad_kernel_reduce_kernel[
+    dtype: DType
+](
+    grad_kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    partials: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
+    k: Int64,
+    groups: Int64,
+):
+    """Block j adds the `groups` partial sums of tap j in a fixed order."""
+    comptime acc = accum_type[dtype]
+    var part = stack_allocation[
+        THREADS, Scalar[acc], address_space = AddressSpace.SHARED
+    ]()
+    var tid = Int(thread_idx.x)
+    var j = Int(block_idx.x)
+    var sum = Scalar[acc](0)
+    var g = tid
+    while g < Int(groups):
+        sum += partials.unsafe_load(g * Int(k) + j)
+        g += THREADS
+    part.unsafe_store(tid, sum)
+    barrier()
+    var stride = THREADS // 2
+    while stride > 0:
+        if tid < stride:
+            part.unsafe_store(tid, part.unsafe_load(tid) + part.unsafe_load(tid + stride))
+        barrier()
+        stride //= 2
+    if tid == 0:
+        grad_kernel.unsafe_store(j, part.unsafe_load(0).cast[dtype]())
+
+
+def grad_kernel_gpu[
+    dtype: DType
+](
+    ctx: DeviceContext,
+    grad_kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    n: Int,
+    k: Int,
+) raises:
+    """grad_kernel[j] = sum over rows r and i < n - j of grad_output[r, i] * input[r, i + j]."""
+    comptime acc = accum_type[dtype]
+    var tap_blocks = ceildiv(k, GRAD_TAPS)
+    var total_tiles = ceildiv(n, GRAD_TILE) * rows
+    var groups = max(1, min(total_tiles, GRAD_BLOCKS // tap_blocks))
+    var partials = ctx.enqueue_create_buffer[acc](groups * k)
+    comptime first = grad_kernel_partials_kernel[dtype]
+    ctx.enqueue_function[first](
+        rebind[Pointer[Scalar[acc], MutAnyOrigin]](partials.unsafe_ptr()),
+        grad_output,
+        input,
+        Int64(rows),
+        Int64(n),
+        Int64(k),
+        Int64(groups),
+        grid_dim=(groups, tap_blocks),
+        block_dim=GRAD_TAPS,
+    )
+    comptime second = grad_kernel_reduce_kernel[dtype]
+    ctx.enqueue_function[second](
+        grad_kernel,
+        rebind[Pointer[Scalar[acc], MutAnyOrigin]](partials.unsafe_ptr()),
+        Int64(k),
+        Int64(groups),
+        grid_dim=k,
+        block_dim=THREADS,
+    )
+
+
+# ===----------------------------------------------------------------------=== #
+# CPU: SIMD over outputs, parallel over chunks of rows
+# ===----------------------------------------------------------------------=== #
+
+comptime CPU_CHUNK = 8192  # outputs per parallel work item
+
+
+@always_inline
+def _tap[
+    dtype: DType, acc: DType
+](kernel: Pointer[Scalar[dtype], MutAnyOrigin], k: Int, j: Int, flip: Bool) -> Scalar[acc]:
+    return kernel.unsafe_load(k - 1 - j if flip else j).cast[acc]()
+
+
+def correlate_cpu[
+    dtype: DType
+](
+    output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    n: Int,
+    k: Int,
+    shift: Int,
+    flip: Bool,
+) raises:
+    """The same sum as the GPU kernel. The interior of each row, where the
+    whole window lies inside the row, runs W outputs at a time with no bounds
+    checks; the few outputs near the ends run one by one."""
+    comptime acc = accum_type[dtype]
+    comptime W = simd_width_of[acc]()
+    var chunks_per_row = ceildiv(n, CPU_CHUNK)
+
+    def work(item: Int) {var output, var input, var kernel, var n, var k, var shift, var flip, var chunks_per_row}:
+        var row = item // chunks_per_row
+        var i0 = (item % chunks_per_row) * CPU_CHUNK
+        var i1 = min(i0 + CPU_CHUNK, n)
+        var x = input.unsafe_offset(row * n)
+        var out = output.unsafe_offset(row * n)
+        # Whole window inside the row: i - shift >= 0 and i - shift + k <= n.
+        var lo = min(max(i0, shift), i1)
+        var hi = max(min(i1, n - k + 1 + shift), lo)
+        var i = i0
+        while i < i1:
+            if i >= lo and i + W <= hi:
+                var sum = SIMD[acc, W](0)
+                var src = i - shift
+                for j in range(k):
+                    sum += x.unsafe_load[width=W](src + j).cast[acc]() * _tap[dtype, acc](kernel, k, j, flip)
+                out.unsafe_store(i, sum.cast[dtype]())
+                i += W
+            else:
+                var sum = Scalar[acc](0)
+                for j in range(k):
+                    var src = i + j - shift
+                    if src >= 0 and src < n:
+                        sum += x.unsafe_load(src).cast[acc]() * _tap[dtype, acc](kernel, k, j, flip)
+                out.unsafe_store(i, sum.cast[dtype]())
+                i += 1
+
+    sync_parallelize(work, rows * chunks_per_row)
+
+
+def grad_kernel_cpu[
+    dtype: DType
+](
+    grad_kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    n: Int,
+    k: Int,
+) raises:
+    """Each work item writes the partial sums of its chunk for every tap; the
+    partials are then added in a fixed order, so the result does not depend
+    on how the work was scheduled."""
+    comptime acc = accum_type[dtype]
+    comptime W = simd_width_of[acc]()
+    var chunks_per_row = ceildiv(n, CPU_CHUNK)
+    var items = rows * chunks_per_row
+    var partials = List[Scalar[acc]](length=items * k, fill=0)
+    var parts = partials.unsafe_ptr()
+
+    def work(item: Int) {var grad_output, var input, var parts, var n, var k, var chunks_per_row}:
+        var row = item // chunks_per_row
+        var i0 = (item % chunks_per_row) * CPU_CHUNK
+        var i1 = min(i0 + CPU_CHUNK, n)
+        var g = grad_output.unsafe_offset(row * n)
+        var x = input.unsafe_offset(row * n)
+        for j in range(k):
+            var end = min(i1, n - j)  # input[row, i + j] exists
+            var vsum = SIMD[acc, W](0)
+            var i = i0
+            while i + W <= end:
+                vsum += g.unsafe_load[width=W](i).cast[acc]() * x.unsafe_load[width=W](i + j).cast[acc]()
+                i += W
+            var sum = vsum.reduce_add()
+            while i < end:
+                sum += g.unsafe_load(i).cast[acc]() * x.unsafe_load(i + j).cast[acc]()
+                i += 1
+            parts.unsafe_store(item * k + j, sum)
+
+    sync_parallelize(work, items)
+    for j in range(k):
+        var sum = Scalar[acc](0)
+        for item in range(items):
+            sum += parts.unsafe_load(item * k + j)
+        grad_kernel.unsafe_store(j, sum.cast[dtype]())
+    _ = partials^

@@ -1,0 +1,28 @@
+"""Instantiates every GPU kernel of the op package the way the ops do, for
+each dtype the PyTorch op accepts, so that `mojo build --target-accelerator X
+--emit asm` compiles all of them for X on a machine without a GPU.
+tests/test_gpu_targets.py runs it; nothing here is meant to be executed."""
+
+from max.gpu.host import DeviceContext
+from op.kernels import correlate_gpu, grad_kernel_gpu
+
+
+def instantiate[dtype: DType](ctx: DeviceContext) raises:
+    comptime P = Pointer[Scalar[dtype], MutAnyOrigin]
+    var a = ctx.enqueue_create_buffer[dtype](16)
+    var b = ctx.enqueue_create_buffer[dtype](16)
+    var w = ctx.enqueue_create_buffer[dtype](4)
+    var out = rebind[P](a.unsafe_ptr())
+    var x = rebind[P](b.unsafe_ptr())
+    var taps = rebind[P](w.unsafe_ptr())
+    correlate_gpu[dtype](ctx, out, x, taps, 1, 16, 4, 0, False)
+    grad_kernel_gpu[dtype](ctx, taps, x, out, 1, 16, 4)
+
+
+def main() raises:
+    var ctx = DeviceContext()
+    instantiate[DType.float32](ctx)
+    instantiate[DType.float16](ctx)
+    instantiate[DType.bfloat16](ctx)
+    instantiate[DType.float64](ctx)
+    ctx.synchronize()
