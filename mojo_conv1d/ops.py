@@ -152,25 +152,43 @@ def _(grad_output, input, kernel_size):
     return grad_output.new_empty(kernel_size)
 
 
-def _setup_context(ctx, inputs, output):
-    input, kernel = inputs
-    saved_input = input if ctx.needs_input_grad[1] else None
-    saved_kernel = kernel if ctx.needs_input_grad[0] else None
-    ctx.save_for_backward(saved_input, saved_kernel)
-    ctx.kernel_size = kernel.shape[0]
+# The three ops are linear in each argument and each one's gradients are the
+# other two, so autograd is closed over them (double backward works too).
+# With y = conv1d(x, w), g = dL/dy, gi = grad_input(g, w), gk = grad_kernel(g, x, K):
+#   conv1d(x, w):           dx = grad_input(g, w),   dw = grad_kernel(g, x, K)
+#   grad_input(g, w) = gi:  dg = conv1d(v, w),       dw = grad_kernel(g, v, K)   (v = dL/dgi)
+#   grad_kernel(g, x) = gk: dg = conv1d(x, u),       dx = grad_input(g, u)       (u = dL/dgk)
 
 
-def _backward(ctx, grad_output):
-    input, kernel = ctx.saved_tensors
-    grad_input = grad_kernel = None
-    if ctx.needs_input_grad[0]:
-        grad_input = _conv1d_grad_input(grad_output, kernel)
-    if ctx.needs_input_grad[1]:
-        grad_kernel = _conv1d_grad_kernel(grad_output, input, ctx.kernel_size)
-    return grad_input, grad_kernel
+def _save_both(ctx, inputs, output):
+    first, second = inputs[0], inputs[1]
+    ctx.save_for_backward(first, second)
 
 
-_conv1d.register_autograd(_backward, setup_context=_setup_context)
+def _conv1d_backward(ctx, grad):
+    x, w = ctx.saved_tensors
+    dx = _conv1d_grad_input(grad, w) if ctx.needs_input_grad[0] else None
+    dw = _conv1d_grad_kernel(grad, x, w.shape[0]) if ctx.needs_input_grad[1] else None
+    return dx, dw
+
+
+def _grad_input_backward(ctx, v):
+    g, w = ctx.saved_tensors
+    dg = _conv1d(v, w) if ctx.needs_input_grad[0] else None
+    dw = _conv1d_grad_kernel(g, v, w.shape[0]) if ctx.needs_input_grad[1] else None
+    return dg, dw
+
+
+def _grad_kernel_backward(ctx, u):
+    g, x = ctx.saved_tensors
+    dg = _conv1d(x, u) if ctx.needs_input_grad[0] else None
+    dx = _conv1d_grad_input(g, u) if ctx.needs_input_grad[1] else None
+    return dg, dx, None
+
+
+_conv1d.register_autograd(_conv1d_backward, setup_context=_save_both)
+_conv1d_grad_input.register_autograd(_grad_input_backward, setup_context=_save_both)
+_conv1d_grad_kernel.register_autograd(_grad_kernel_backward, setup_context=_save_both)
 
 
 def conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,180 @@
+"""conv1d as a PyTorch operator: dtypes, batches, gradients, opcheck,
+torch.compile, determinism, threads and clear errors on bad input."""
+
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import DEVICES, needs_cuda
+from reference import assert_close
+
+from mojo_conv1d import SUPPORTED_DTYPES, conv1d
+
+
+def random(shape, device, dtype=torch.float32, seed=0, requires_grad=False):
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
+    return t.requires_grad_(requires_grad)
+
+
+def torch_conv1d(x, w):
+    rows = x.reshape(-1, 1, x.shape[-1])
+    return F.conv1d(F.pad(rows, (0, w.shape[0] - 1)), w.view(1, 1, -1)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", SUPPORTED_DTYPES)
+@pytest.mark.parametrize("shape", [(1000,), (3, 257)])
+def test_dtypes_and_batches(shape, dtype, device):
+    x = random(shape, device, dtype, seed=3)
+    w = random(9, device, dtype, seed=4)
+    out = conv1d(x, w)
+    assert out.dtype == dtype and out.shape == x.shape and out.device == x.device
+    assert_close(out, x, w)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_float64(device):
+    x = random((2, 40), device, torch.float64, seed=5, requires_grad=True)
+    w = random(7, device, torch.float64, seed=6, requires_grad=True)
+    assert torch.autograd.gradcheck(conv1d, (x, w))
+    assert torch.autograd.gradgradcheck(conv1d, (x, w))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("shape", "k"), [((50,), 3), ((4, 3000), 64), ((2, 10), 25)])
+def test_gradients_match_torch(shape, k, device):
+    x = random(shape, device, seed=7, requires_grad=True)
+    w = random(k, device, seed=8, requires_grad=True)
+    grad = random(shape, device, seed=9)
+    ours = torch.autograd.grad(conv1d(x, w), (x, w), grad)
+    theirs = torch.autograd.grad(torch_conv1d(x, w), (x, w), grad)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * shape[-1] ** 0.5)
+
+
+def opcheck_samples(device):
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        for shape, k in [((20,), 3), ((3, 65), 8), ((5,), 9)]:
+            for requires_grad in (False, True):
+                yield (
+                    random(shape, device, dtype, seed=k, requires_grad=requires_grad),
+                    random(k, device, dtype, seed=k + 1, requires_grad=requires_grad),
+                )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    for args in opcheck_samples(device):
+        torch.library.opcheck(torch.ops.mojo_conv1d.conv1d.default, args)
+
+
+class Smoother(torch.nn.Module):
+    def __init__(self, k, device):
+        super().__init__()
+        self.kernel = torch.nn.Parameter(random(k, device, seed=11))
+        self.proj = torch.nn.Linear(64, 64, device=device)
+
+    def forward(self, x):
+        return self.proj(conv1d(x, self.kernel).relu())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph(device):
+    model = Smoother(5, device)
+    x = random((8, 64), device, seed=12)
+    compiled = torch.compile(model, fullgraph=True)
+    torch.testing.assert_close(compiled(x), model(x))
+    compiled(x).sum().backward()
+    assert model.kernel.grad is not None and model.kernel.grad.abs().sum() > 0
+
+
+@needs_cuda
+def test_compile_reduce_overhead_with_linear():
+    # The op's launches must be ordered with PyTorch's own kernels on the
+    # current stream (cf. extension-cpp's stream-sync test).
+    model = Smoother(5, "cuda")
+    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+    for seed in range(3):
+        x = random((8, 64), "cuda", seed=seed)
+        torch.testing.assert_close(compiled(x), model(x))
+
+
+@needs_cuda
+def test_ordered_with_torch_kernels_on_the_stream():
+    # A large producer right before the op and a consumer right after: a missing
+    # stream dependency shows as a wrong sum.
+    x = random((64, 1 << 16), "cuda", seed=13)
+    w = random(31, "cuda", seed=14)
+    expected = torch_conv1d(x * 2 + 1, w)
+    for _ in range(5):
+        y = conv1d(x * 2 + 1, w)
+        torch.testing.assert_close(y * 3, expected * 3, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_forward_is_bitwise_deterministic(device):
+    x = random((4, 100_003), device, seed=15)
+    w = random(33, device, seed=16)
+    first = conv1d(x, w)
+    for _ in range(3):
+        assert torch.equal(conv1d(x, w), first)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_calls_from_many_threads(device):
+    inputs = [(random(1000 + 37 * i, device, seed=i), random(3 + i, device, seed=50 + i)) for i in range(8)]
+    expected = [conv1d(x, w) for x, w in inputs]
+    results, errors = [None] * len(inputs), []
+
+    def call(i):
+        try:
+            for _ in range(5):
+                results[i] = conv1d(*inputs[i])
+        except Exception as e:  # reported below, with the thread's index
+            errors.append((i, e))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, errors
+    for got, want in zip(results, expected):
+        assert torch.equal(got, want)
+
+
+def test_non_contiguous_input_is_handled():
+    x = random((64, 30), "cpu", seed=17).t()  # (30, 64), strided
+    w = random(5, "cpu", seed=18)
+    assert not x.is_contiguous()
+    torch.testing.assert_close(conv1d(x, w), torch_conv1d(x.contiguous(), w))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: (torch.ones(10), torch.ones(3, dtype=torch.float64)), TypeError, "kernel dtype"),
+        (lambda: (torch.ones(10, dtype=torch.int32), torch.ones(3, dtype=torch.int32)), TypeError, "input has dtype torch.int32"),
+        (lambda: (torch.ones(10), torch.ones(3, dtype=torch.int64)), TypeError, "kernel has dtype torch.int64"),
+        (lambda: (torch.ones(2, 3, 10), torch.ones(3)), ValueError, "input must have shape (N,) or (B, N)"),
+        (lambda: (torch.ones(10), torch.ones(3, 1)), ValueError, "kernel must have shape (K,)"),
+        (lambda: (torch.ones(0), torch.ones(3)), ValueError, "input is empty"),
+        (lambda: (torch.ones(4, 0), torch.ones(3)), ValueError, "input is empty"),
+        (lambda: (torch.ones(10), torch.ones(0)), ValueError, "kernel is empty"),
+        (lambda: ([1.0, 2.0], torch.ones(3)), TypeError, "input must be a torch.Tensor"),
+        (lambda: (torch.ones(10), torch.ones(3, device="meta")), ValueError, "kernel is on meta"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(make, error, message):
+    x, w = make()
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        conv1d(x, w)
+
+
+@needs_cuda
+def test_devices_must_match():
+    with pytest.raises(ValueError, match="kernel is on cpu but input is on cuda"):
+        conv1d(torch.ones(10, device="cuda"), torch.ones(3))

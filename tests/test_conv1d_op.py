@@ -1,0 +1,66 @@
+"""The Mojo conv1d kernels, through the PyTorch op, against float64 NumPy and
+against torch.nn.functional.conv1d, over lengths that hit every edge of the
+tiling: one element, one tile, a tile plus one, kernels longer than a block,
+longer than the input, and a million elements."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import DEVICES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import assert_close
+
+from mojo_conv1d import conv1d
+
+SIZES = [1, 2, 15, 16, 255, 256, 257, 2047, 2048, 2049, 4097, 1_000_003]
+KERNEL_SIZES = [1, 4, 15, 16, 17, 64]
+
+
+def random(shape, device, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
+
+
+def torch_reference(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The same sum with PyTorch's own conv1d (a cross-correlation): pad right by K - 1."""
+    rows = x.reshape(-1, 1, x.shape[-1])
+    return F.conv1d(F.pad(rows, (0, w.shape[0] - 1)), w.view(1, 1, -1)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("k", KERNEL_SIZES)
+@pytest.mark.parametrize("n", SIZES)
+def test_matches_numpy_and_torch(n, k, device):
+    x = random(n, device, seed=n)
+    w = random(k, device, seed=k + 7)
+    out = conv1d(x, w)
+    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+    assert_close(out, x, w)
+    torch.testing.assert_close(out, torch_reference(x, w), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("n", "k"), [(1, 2), (3, 17), (15, 16), (100, 1500), (2049, 5000)])
+def test_kernel_longer_than_input(n, k, device):
+    x = random(n, device, seed=1)
+    w = random(k, device, seed=2)
+    assert_close(conv1d(x, w), x, w)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_seed_example(device):
+    x = torch.arange(15, dtype=torch.float32, device=device)
+    w = torch.arange(4, dtype=torch.float32, device=device)
+    expected = [14, 20, 26, 32, 38, 44, 50, 56, 62, 68, 74, 80, 41, 14, 0]
+    assert conv1d(x, w).cpu().tolist() == expected
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 6000), k=st.integers(1, 300), rows=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_random_shapes(device, n, k, rows, seed):
+    x = random((rows, n), device, seed=seed)
+    w = random(k, device, seed=seed + 1)
+    assert_close(conv1d(x, w), x, w)

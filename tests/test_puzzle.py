@@ -1,0 +1,106 @@
+"""The puzzle driver: the PyTorch path (CustomOpLibrary + torch.compile) and the
+MAX Graph path agree with NumPy; problems/ is solutions/ minus one line; the
+unsolved run and bad arguments fail clearly."""
+
+import importlib.util
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEVICES, REPO
+from reference import correlate
+
+PROBLEM = REPO / "problems" / "p20" / "p20.py"
+SOLUTION = REPO / "solutions" / "p20" / "p20.py"
+FILL_IN = re.compile(r"# ANCHOR: conv1d_pytorch_call\n(.*?)# ANCHOR_END: conv1d_pytorch_call\n", re.S)
+
+
+def load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+solution = load(SOLUTION, "p20_solution")
+
+
+def run(path, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, str(path), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+# Each (N, K) is a compile-time specialization of the puzzle op (seconds each),
+# so this grid is small; tests/test_conv1d_op.py sweeps lengths on the same kernels.
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("n", "k"), [(15, 4), (257, 17), (3, 8)])
+def test_pytorch_and_max_graph_agree_with_numpy(n, k, device):
+    rng = np.random.default_rng(n * 1000 + k)
+    x = rng.standard_normal(n).astype(np.float32)
+    w = rng.standard_normal(k).astype(np.float32)
+    expected = correlate(x, w)[0]
+    via_torch = solution.conv1d_pytorch(torch.from_numpy(x).to(device), torch.from_numpy(w).to(device))
+    assert via_torch.device.type == device
+    via_graph = solution.conv1d_max_graph(x, w, device)
+    np.testing.assert_allclose(via_torch.cpu().numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(via_graph, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(via_torch.cpu().numpy(), via_graph)  # the same kernel
+
+
+def test_compiled_op_is_built_once_per_shape():
+    first = solution.compiled_conv1d(15, 4)
+    assert solution.compiled_conv1d(15, 4) is first
+    assert solution.op_library() is solution.op_library()
+
+
+def test_problem_differs_from_solution_only_in_the_fill_in_line():
+    problem, answer = PROBLEM.read_text(), SOLUTION.read_text()
+    problem_region, answer_region = FILL_IN.search(problem), FILL_IN.search(answer)
+    assert problem_region and answer_region, "both files need the conv1d_pytorch_call anchors"
+    assert FILL_IN.sub("", problem) == FILL_IN.sub("", answer)
+    assert "fill_in_here(" in problem_region.group(1)
+    assert "fill_in_here(" not in answer_region.group(1)
+    assert (REPO / "problems/p20/op").resolve() == (REPO / "solutions/p20/op").resolve()
+
+
+def test_unsolved_run_says_where_to_fill_in():
+    result = run(PROBLEM, "--device", "cpu")
+    assert result.returncode == 1, result.stderr
+    assert "Puzzle 20 is not solved yet" in result.stdout
+    line = next(i for i, text in enumerate(PROBLEM.read_text().splitlines(), 1) if "fill_in_here(\"" in text)
+    assert f"problems/p20/p20.py:{line}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "PyTorch custom op result" not in result.stdout  # nothing uninitialized printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--size", "0"], "--size must be at least 1"),
+        (["--kernel-size", "-3"], "--kernel-size must be at least 1"),
+        (["--size", "ten"], "invalid int value"),
+        (["--device", "tpu"], "invalid choice"),
+    ],
+)
+def test_cli_rejects_bad_arguments(args, message):
+    result = run(SOLUTION, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cli_refuses_cuda_without_a_gpu():
+    result = run(SOLUTION, "--device", "cuda")
+    assert result.returncode == 2
+    assert "no CUDA device" in result.stderr
+
+
+def test_solution_run_with_random_data_passes():
+    result = run(SOLUTION, "--device", "cpu", "--size", "300", "--kernel-size", "33", "--seed", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASSED") == 2 and "MATCH" in result.stdout
