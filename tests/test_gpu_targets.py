@@ -1,0 +1,35 @@
+"""The package's GPU kernels compile for the H200 (sm_90) and for MI300X
+(gfx942) on this GPU-less machine: `mojo build --emit asm` writes one
+assembly file per kernel instantiation beside its output."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels.mojo"
+KERNELS = ["correlate_gpu_kernel", "grad_kernel_partials_kernel", "grad_kernel_reduce_kernel"]
+DTYPES = 4  # the harness instantiates each kernel for f32, f16, bf16 and f64
+
+
+def mojo() -> str:
+    beside_python = Path(sys.executable).parent / "mojo"
+    return str(beside_python) if beside_python.exists() else shutil.which("mojo") or "mojo"
+
+
+@pytest.mark.parametrize(("target", "suffix"), [("sm_90", ".ptx"), ("gfx942", ".amdgcn")])
+def test_kernels_compile_for(target, suffix, tmp_path):
+    result = subprocess.run(
+        [mojo(), "build", "-I", str(REPO / "solutions" / "p20"), "--target-accelerator", target,
+         "--emit", "asm", str(HARNESS), "-o", str(tmp_path / "kernels.s")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    files = sorted(p.name for p in tmp_path.glob(f"*{suffix}"))
+    for kernel in KERNELS:
+        # File names are cut short; match on the first 19 characters of the kernel's name.
+        count = sum(kernel[:19] in name for name in files)
+        assert count == DTYPES, f"{kernel}: {count} {suffix} files for {target}, expected {DTYPES}: {files}"
