@@ -1,0 +1,326 @@
+"""Benchmark: the Mojo conv1d op against cuDNN, Triton, a MAX Graph and a copy.
+
+On a CUDA machine, for each dtype, N in 2^10..2^28 and K in {4, 16, 64, 256},
+in one process:
+  mojo        the project's PyTorch op (mojo_conv1d.conv1d)
+  max_graph   the same Mojo op through a MAX Graph (symbolic lengths)
+  cudnn       torch.nn.functional.conv1d on an input padded beforehand
+  triton      a plain Triton kernel of the same op (one output per lane, K static)
+  copy        a device copy of the same bytes (the roofline)
+Every result is checked against a float64 reference before it is timed.
+Kernel time comes from the profiler (device time of the kernels one call
+launches); call time is wall clock per call over back-to-back calls.
+Then the per-call overhead at N=15 and the cost of a new length.
+
+Without CUDA it benchmarks the CPU path against torch's CPU conv1d,
+numpy.correlate and a copy.
+
+Writes a table to stdout and CSV + PNG under --out (default benchmarks/out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mojo_conv1d import conv1d  # noqa: E402
+
+KERNEL_SIZES = (4, 16, 64, 256)
+
+
+def reference(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """float64 result of the op, computed with torch on x's device."""
+    xd, wd = x.double().view(1, 1, -1), w.double().view(1, 1, -1)
+    return F.conv1d(F.pad(xd, (0, w.numel() - 1)), wd).view(-1)
+
+
+def check(name: str, got: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> None:
+    exact = reference(x, w)
+    magnitude = reference(x.abs(), w.abs())
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[x.dtype] * (w.numel() / 4) ** 0.5
+    err = ((got.double() - exact).abs() / (magnitude + 1e-30)).max().item()
+    if not err <= tol:
+        raise AssertionError(f"{name}: relative error {err:.3g} > {tol:.3g} (N={x.numel()}, K={w.numel()})")
+
+
+# --------------------------------------------------------------------------- GPU timing
+
+
+def profiled_kernel_time(fn, calls: int) -> float:
+    """Seconds of device kernel time per call, as the profiler records it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    total_us = sum(e.device_time_total for e in prof.key_averages() if e.device_time_total > 0 and _is_kernel(e.key))
+    return total_us * 1e-6 / calls
+
+
+def _is_kernel(name: str) -> bool:
+    return not name.startswith(("Memcpy", "Memset", "cudaDevice", "ProfilerStep"))
+
+
+def wall_time_per_call(fn, calls: int, sync) -> float:
+    """Median over 5 rounds of wall clock per call for back-to-back calls."""
+    rounds = []
+    for _ in range(5):
+        sync()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        rounds.append((time.perf_counter() - start) / calls)
+    return statistics.median(rounds)
+
+
+def triton_conv1d():
+    """A plain Triton version: each lane computes one output, K is static."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def kernel(x_ptr, w_ptr, out_ptr, n, K: tl.constexpr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for j in tl.static_range(K):
+            w = tl.load(w_ptr + j).to(tl.float32)
+            x = tl.load(x_ptr + offs + j, mask=offs + j < n, other=0.0).to(tl.float32)
+            acc += x * w
+        tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=offs < n)
+
+    def run(x, w, out):
+        n = x.numel()
+        kernel[(triton.cdiv(n, 1024),)](x, w, out, n, K=w.numel(), BLOCK=1024)
+        return out
+
+    return run
+
+
+def max_graph_conv1d(dtype: torch.dtype):
+    """The package's conv1d_forward op in a MAX Graph with symbolic lengths."""
+    from max.driver import Accelerator, Buffer
+    from max.engine import InferenceSession
+    from max.experimental.torch import torch_dtype_to_max
+    from max.graph import DeviceRef, Graph, TensorType, ops
+
+    from mojo_conv1d.ops import OP_PACKAGE
+
+    device = Accelerator()
+    ref = DeviceRef.from_device(device)
+    mdtype = torch_dtype_to_max(dtype)
+    with Graph(
+        "conv1d_bench",
+        input_types=[TensorType(mdtype, ["rows", "n"], ref), TensorType(mdtype, ["k"], ref)],
+        custom_extensions=[OP_PACKAGE],
+    ) as graph:
+        x, w = graph.inputs
+        out = ops.custom("conv1d_forward", ref, [x, w], out_types=[TensorType(mdtype, x.tensor.shape, ref)])
+        graph.output(out[0].tensor)
+    model = InferenceSession(devices=[device]).load(graph)
+
+    def run(x, w):
+        result = model.execute(Buffer.from_dlpack(x.view(1, -1)), Buffer.from_dlpack(w))[0]
+        return torch.from_dlpack(result).view(-1)
+
+    return run, device.synchronize
+
+
+def bench_gpu(args) -> list[dict]:
+    rows = []
+    triton_run = None
+    try:
+        triton_run = triton_conv1d()
+    except ImportError:
+        print("Triton is not installed: no triton column", file=sys.stderr)
+    sizes = [2**p for p in range(args.min_log2, args.max_log2 + 1, 2)]
+    for dtype in args.dtypes:
+        graph_run, graph_sync = max_graph_conv1d(dtype)
+        for n in sizes:
+            x = torch.randn(n, device="cuda").to(dtype)
+            src, dst = torch.empty(2 * n, device="cuda", dtype=dtype), torch.empty(2 * n, device="cuda", dtype=dtype)
+            for k in KERNEL_SIZES:
+                w = torch.randn(k, device="cuda").to(dtype)
+                padded = F.pad(x.view(1, 1, -1), (0, k - 1))
+                out = torch.empty_like(x)
+                methods = {
+                    "mojo": lambda: conv1d(x, w),
+                    "max_graph": lambda: graph_run(x, w),
+                    "cudnn": lambda: F.conv1d(padded, w.view(1, 1, -1)).view(-1),
+                    "copy": lambda: dst.copy_(src),
+                }
+                if triton_run is not None:
+                    methods["triton"] = lambda: triton_run(x, w, out)
+                calls = max(3, min(200, (2**26 // n) * 4))
+                for name, fn in methods.items():
+                    result = fn()
+                    if name != "copy":
+                        check(name, result, x, w)
+                    sync = graph_sync if name == "max_graph" else torch.cuda.synchronize
+                    kernel_s = profiled_kernel_time(fn, calls) if name != "max_graph" else float("nan")
+                    call_s = wall_time_per_call(fn, calls, sync)
+                    rows.append(dict(device="cuda", dtype=str(dtype).removeprefix("torch."), n=n, k=k,
+                                     method=name, kernel_us=kernel_s * 1e6, call_us=call_s * 1e6,
+                                     bytes=(2 * n + k) * x.element_size()))
+                print_group(rows[-len(methods):])
+    return rows
+
+
+# --------------------------------------------------------------------------- CPU
+
+
+def bench_cpu(args) -> list[dict]:
+    rows = []
+    sizes = [2**p for p in range(args.min_log2, min(args.max_log2, 22) + 1, 2)]
+    for n in sizes:
+        x = torch.randn(n)
+        xn = x.numpy()
+        src, dst = torch.empty(2 * n), torch.empty(2 * n)
+        for k in KERNEL_SIZES:
+            w = torch.randn(k)
+            wn = w.numpy()
+            padded = F.pad(x.view(1, 1, -1), (0, k - 1))
+            padded_np = padded.view(-1).numpy()
+            methods = {
+                "mojo": lambda: conv1d(x, w),
+                "torch_cpu": lambda: F.conv1d(padded, w.view(1, 1, -1)).view(-1),
+                "numpy": lambda: torch.from_numpy(np.correlate(padded_np, wn, mode="valid")),
+                "copy": lambda: dst.copy_(src),
+            }
+            calls = max(2, min(50, 2**24 // (n * k)))
+            for name, fn in methods.items():
+                result = fn()
+                if name != "copy":
+                    check(name, result, x, w)
+                call_s = wall_time_per_call(fn, calls, lambda: None)
+                rows.append(dict(device="cpu", dtype="float32", n=n, k=k, method=name, kernel_us=float("nan"),
+                                 call_us=call_s * 1e6, bytes=(2 * n + k) * 4))
+            print_group(rows[-len(methods):])
+    return rows
+
+
+# --------------------------------------------------------------------------- overhead
+
+
+def bench_overhead(device: str) -> list[dict]:
+    """Per-call cost at N=15 and the first call at a length never seen before."""
+    rows = []
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    x = torch.arange(15, dtype=torch.float32, device=device)
+    w = torch.arange(4, dtype=torch.float32, device=device)
+    compiled = torch.compile(conv1d)
+    methods = {
+        "mojo eager": lambda: conv1d(x, w),
+        "mojo torch.compile": lambda: compiled(x, w),
+        "F.conv1d": lambda: F.conv1d(x.view(1, 1, -1), w.view(1, 1, -1), padding=(0,)),
+    }
+    if device == "cuda":
+        try:
+            run = triton_conv1d()
+            out = torch.empty_like(x)
+            methods["triton launch"] = lambda: run(x, w, out)
+        except ImportError:
+            pass
+    for name, fn in methods.items():
+        fn()
+        rows.append(dict(device=device, what=f"per call, N=15: {name}", us=wall_time_per_call(fn, 2000, sync) * 1e6))
+    for n in (12_345, 54_321):
+        fresh = torch.randn(n, device=device)
+        start = time.perf_counter()
+        conv1d(fresh, w)
+        sync()
+        rows.append(dict(device=device, what=f"first call at a new length N={n}", us=(time.perf_counter() - start) * 1e6))
+    for row in rows:
+        print(f"{row['device']:5} {row['what']:45} {row['us']:12.1f} us")
+    return rows
+
+
+# --------------------------------------------------------------------------- output
+
+
+def print_group(group: list[dict]) -> None:
+    by = {r["method"]: r for r in group}
+    base = by["copy"]["call_us"] if by["copy"]["kernel_us"] != by["copy"]["kernel_us"] else by["copy"]["kernel_us"]
+    first = group[0]
+    for r in group:
+        t = r["kernel_us"] if r["kernel_us"] == r["kernel_us"] else r["call_us"]
+        gbs = r["bytes"] / t / 1e3
+        copy_gbs = by["copy"]["bytes"] / base / 1e3
+        ref = "cudnn" if "cudnn" in by else "torch_cpu"
+        ref_t = by[ref]["kernel_us"] if by[ref]["kernel_us"] == by[ref]["kernel_us"] else by[ref]["call_us"]
+        r.update(time_us=t, gb_s=gbs, pct_of_copy=100 * gbs / copy_gbs, speedup_vs_ref=ref_t / t)
+        print(f"{first['device']:4} {first['dtype']:8} N=2^{int(np.log2(first['n'])):<2} K={first['k']:<3} "
+              f"{r['method']:10} kernel {r['kernel_us']:10.1f} us  call {r['call_us']:10.1f} us  "
+              f"{gbs:8.1f} GB/s  {r['pct_of_copy']:5.1f}% of copy  x{r['speedup_vs_ref']:.2f} vs {ref}")
+
+
+def write_outputs(rows: list[dict], overhead: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    device = rows[0]["device"]
+    with open(out / f"bench_{device}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(out / f"overhead_{device}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["device", "what", "us"])
+        writer.writeheader()
+        writer.writerows(overhead)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dtypes = sorted({r["dtype"] for r in rows})
+    fig, axes = plt.subplots(len(dtypes), len(KERNEL_SIZES), figsize=(4 * len(KERNEL_SIZES), 3.4 * len(dtypes)),
+                             squeeze=False, sharey=True)
+    for i, dtype in enumerate(dtypes):
+        for j, k in enumerate(KERNEL_SIZES):
+            ax = axes[i][j]
+            for method in dict.fromkeys(r["method"] for r in rows):
+                pts = [(r["n"], r["gb_s"]) for r in rows if r["dtype"] == dtype and r["k"] == k and r["method"] == method]
+                if pts:
+                    style = dict(color="black", linestyle="--") if method == "copy" else dict(marker="o", markersize=3)
+                    ax.plot(*zip(*pts), label=method, **style)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{dtype}, K={k}")
+            ax.set_xlabel("N")
+            if j == 0:
+                ax.set_ylabel("GB/s (input + output bytes / time)")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"conv1d bandwidth on {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}")
+    fig.tight_layout()
+    fig.savefig(out / f"bench_{device}.png", dpi=110)
+    print(f"wrote {out}/bench_{device}.csv, overhead_{device}.csv, bench_{device}.png")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--min-log2", type=int, default=10)
+    parser.add_argument("--max-log2", type=int, default=28)
+    parser.add_argument("--dtypes", default="float32,float16,bfloat16")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = parser.parse_args(argv)
+    args.dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+    print(f"torch {torch.__version__}, device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+    rows = bench_gpu(args) if args.device == "cuda" else bench_cpu(args)
+    overhead = bench_overhead(args.device)
+    write_outputs(rows, overhead, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# What we run on the lent H200 (see ../shared/gpu/README.md for staging MAX):
+#   bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead
+# Each step writes a log that starts with the command, the date and the GPU,
+# into $OUT (the device tool brings it back) or logs/ when $OUT is unset.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-logs}
+mkdir -p "$out"
+step=$1
+shift
+log="$out/h200_${step}.log"
+{
+  echo "\$ bash benchmarks/run_on_gpu.sh $step $*"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c 'import torch, max; print("torch", torch.__version__, "| max", getattr(max, "__version__", "?"))'
+} > "$log" 2>&1
+case "$step" in
+  tests)
+    python3 -m pytest -q -p no:cacheprovider tests/test_conv1d_op.py tests/test_autograd.py tests/test_puzzle.py \
+      tests/test_gpu_targets.py "$@" 2>&1 | tee -a "$log"
+    ;;
+  bench)
+    python3 benchmarks/bench_conv1d.py --out "$out" "$@" 2>&1 | tee -a "$log"
+    ;;
+  sanitize)
+    for tool in memcheck racecheck; do
+      echo "== compute-sanitizer --tool $tool" | tee -a "$log"
+      compute-sanitizer --tool "$tool" --target-processes all \
+        python3 -m pytest -q -p no:cacheprovider tests/test_conv1d_op.py -k "cuda and (2049 or seed or longer)" "$@" 2>&1 | tail -15 | tee -a "$log"
+    done
+    ;;
+  *)
+    echo "unknown step $step" >&2
+    exit 2
+    ;;
+esac
