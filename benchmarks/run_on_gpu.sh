@@ -16,6 +16,7 @@ log="$out/h200_${step}.log"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import torch, max; print("torch", torch.__version__, "| max", getattr(max, "__version__", "?"))'
+  python3 -c 'import torch; from max.driver import Accelerator as A; print("streams: torch current", torch.cuda.current_stream().cuda_stream, "| MAX default queue", A(0).default_queue.native_stream_handle)'
 } > "$log" 2>&1
 case "$step" in
   tests)

@@ -72,6 +72,40 @@ def _graph_op(name: str, dtype: torch.dtype, device: torch.device):
         return op
 
 
+_max_streams: dict[int, torch.cuda.ExternalStream] = {}
+
+
+def _max_stream(device: torch.device) -> torch.cuda.ExternalStream:
+    """MAX's own stream on this GPU, as a torch stream object."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if (stream := _max_streams.get(index)) is None:
+        from max.driver import Accelerator
+
+        handle = Accelerator(index).default_queue.native_stream_handle
+        stream = _max_streams.setdefault(index, torch.cuda.ExternalStream(handle, device=device))
+    return stream
+
+
+def _run(name: str, *tensors: torch.Tensor) -> None:
+    """Runs Mojo op `name` on (outputs..., inputs...), ordered on the GPU like
+    any PyTorch kernel: MAX launches on its own stream, so that stream waits
+    for PyTorch's current stream before the op, and PyTorch's stream waits for
+    it after. The tensors are marked as used on MAX's stream, so PyTorch's
+    allocator does not hand their memory out again before the op is done."""
+    first = tensors[0]
+    op = _graph_op(name, first.dtype, first.device)
+    if first.device.type != "cuda":
+        op(*tensors)
+        return
+    torch_stream = torch.cuda.current_stream(first.device)
+    max_stream = _max_stream(first.device)
+    max_stream.wait_stream(torch_stream)
+    op(*tensors)
+    torch_stream.wait_stream(max_stream)
+    for t in tensors:
+        t.record_stream(max_stream)
+
+
 def _check_args(input: torch.Tensor, kernel: torch.Tensor) -> None:
     """Clear Python errors, naming the argument, before anything reaches Mojo."""
     for name, t in (("input", input), ("kernel", kernel)):
@@ -114,7 +148,7 @@ def _conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     _check_args(input, kernel)
     x = _rows(input)
     out = torch.empty_like(x)
-    _graph_op("conv1d_forward", x.dtype, x.device)(out, x, _taps(kernel))
+    _run("conv1d_forward", out, x, _taps(kernel))
     return out.view(input.shape)
 
 
@@ -122,7 +156,7 @@ def _conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def _conv1d_grad_input(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     g = _rows(grad_output)
     grad_input = torch.empty_like(g)
-    _graph_op("conv1d_grad_input", g.dtype, g.device)(grad_input, g, _taps(kernel))
+    _run("conv1d_grad_input", grad_input, g, _taps(kernel))
     return grad_input.view(grad_output.shape)
 
 
@@ -132,7 +166,7 @@ def _conv1d_grad_kernel(
 ) -> torch.Tensor:
     g = _rows(grad_output)
     grad_kernel = g.new_empty(kernel_size)
-    _graph_op("conv1d_grad_kernel", g.dtype, g.device)(grad_kernel, g, _rows(input))
+    _run("conv1d_grad_kernel", grad_kernel, g, _rows(input))
     return grad_kernel
 
 

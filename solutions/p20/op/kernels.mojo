@@ -33,6 +33,20 @@ comptime TILE = THREADS * OUTPUTS_PER_THREAD  # outputs per block
 comptime K_CHUNK = 1024  # kernel taps staged in shared memory at a time
 
 
+@always_inline
+def swizzle(i: Int) -> Int:
+    """Shared-memory slot of staged element i: 4 unused slots after every 32.
+
+    Thread t reads the 8 elements from 8 * t on, as two 16-byte loads; without
+    the gaps, threads t and t + 4 of a quarter warp would hit the same banks.
+    Runs of 8 that start at a multiple of 8 stay contiguous and 16-byte aligned.
+    """
+    return i + (i >> 5) * 4
+
+
+comptime STAGED = TILE + K_CHUNK  # input elements staged per chunk, at most
+
+
 def correlate_gpu_kernel[
     dtype: DType
 ](
@@ -44,6 +58,7 @@ def correlate_gpu_kernel[
     k: Int64,
     shift: Int64,
     flip: Int32,
+    vector_io: Int32,
 ):
     """One block computes TILE consecutive outputs of one row.
 
@@ -51,12 +66,15 @@ def correlate_gpu_kernel[
     and the taps themselves are staged in shared memory, zero-filled past the
     row's ends, so the inner loop has no bounds checks. Kernels longer than
     K_CHUNK are staged chunk by chunk; each thread keeps its outputs in
-    registers across chunks.
+    registers across chunks. With vector_io (16-byte aligned rows and span),
+    global memory is read and written 16 bytes per access.
     """
     comptime acc = accum_type[dtype]
     comptime R = OUTPUTS_PER_THREAD
+    comptime VW = 16 // size_of[dtype]()  # elements per 16-byte global access
+    comptime R_ALIGN = R * size_of[acc]()
     var xs = stack_allocation[
-        TILE + K_CHUNK, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+        swizzle(STAGED), Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var ws = stack_allocation[
         K_CHUNK, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
@@ -86,25 +104,31 @@ def correlate_gpu_kernel[
                     tap = kernel.unsafe_load(j).cast[acc]()
                 ws.unsafe_store(t, tap)
                 t += THREADS
+            # Stage input[src0 : src0 + span], zeros outside the row. span is a
+            # multiple of R, so of VW too.
             var span = TILE + kc_padded
             var src0 = tile_start + k0 - Int(shift)
-            t = tid
-            while t < span:
-                var src = src0 + t
-                var v = Scalar[acc](0)
-                if src >= 0 and src < N:
-                    v = x_row.unsafe_load(src).cast[acc]()
-                xs.unsafe_store(t, v)
-                t += THREADS
+            var v = tid
+            while v * VW < span:
+                var src = src0 + v * VW
+                var values = SIMD[acc, VW](0)
+                if vector_io != 0 and src >= 0 and src + VW <= N:
+                    values = x_row.unsafe_load[width=VW, alignment=16](src).cast[acc]()
+                else:
+                    comptime for e in range(VW):
+                        if src + e >= 0 and src + e < N:
+                            values[e] = x_row.unsafe_load(src + e).cast[acc]()
+                xs.unsafe_store[alignment = VW * size_of[acc]()](swizzle(v * VW), values)
+                v += THREADS
             barrier()
 
             # Slide a window of 2R inputs over the staged span: each step of R
             # taps reads R new inputs and R taps, and does R * R multiply-adds.
-            var window = xs.unsafe_load[width=R, alignment = R * size_of[acc]()](base)
+            var window = xs.unsafe_load[width=R, alignment=R_ALIGN](swizzle(base))
             var j0 = 0
             while j0 < kc_padded:
-                var ahead = xs.unsafe_load[width=R, alignment = R * size_of[acc]()](base + R + j0)
-                var taps = ws.unsafe_load[width=R, alignment = R * size_of[acc]()](j0)
+                var ahead = xs.unsafe_load[width=R, alignment=R_ALIGN](swizzle(base + R + j0))
+                var taps = ws.unsafe_load[width=R, alignment=R_ALIGN](j0)
                 var full = window.join(ahead)
                 comptime for jj in range(R):
                     comptime for r in range(R):
@@ -115,15 +139,20 @@ def correlate_gpu_kernel[
 
         # Stage the results through shared memory so the global stores coalesce.
         barrier()
-        xs.unsafe_store[alignment = R * size_of[acc]()](base, acc_r)
+        xs.unsafe_store[alignment=R_ALIGN](swizzle(base), acc_r)
         barrier()
         var out_row = output.unsafe_offset(row * N)
-        var t = tid
-        while t < TILE:
-            var i = tile_start + t
-            if i < N:
-                out_row.unsafe_store(i, xs.unsafe_load(t).cast[dtype]())
-            t += THREADS
+        var v = tid
+        while v * VW < TILE:
+            var i = tile_start + v * VW
+            var values = xs.unsafe_load[width=VW, alignment = VW * size_of[acc]()](swizzle(v * VW))
+            if vector_io != 0 and i + VW <= N:
+                out_row.unsafe_store[alignment=16](i, values.cast[dtype]())
+            else:
+                comptime for e in range(VW):
+                    if i + e < N:
+                        out_row.unsafe_store(i + e, values[e].cast[dtype]())
+            v += THREADS
         row += Int(grid_dim.y)
 
 
@@ -146,6 +175,11 @@ def correlate_gpu[
     """Launches correlate_gpu_kernel over a grid sized from n and rows."""
     if rows == 0 or n == 0:
         return
+    # 16-byte accesses need 16-byte aligned rows, and a staged span that starts
+    # on a multiple of the vector width (tile and chunk starts are).
+    comptime VW = 16 // size_of[dtype]()
+    var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
+    var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
     comptime kern = correlate_gpu_kernel[dtype]
     ctx.enqueue_function[kern](
         output,
@@ -156,6 +190,7 @@ def correlate_gpu[
         Int64(k),
         Int64(shift),
         Int32(1 if flip else 0),
+        Int32(1 if vector_io else 0),
         grid_dim=(ceildiv(n, TILE), min(rows, MAX_GRID_Y)),
         block_dim=THREADS,
     )
@@ -296,6 +331,9 @@ def grad_kernel_gpu[
         grid_dim=k,
         block_dim=THREADS,
     )
+    # Keep the scratch buffer alive until both launches are enqueued: its
+    # release is ordered on the stream after them.
+    _ = partials^
 
 
 # ===----------------------------------------------------------------------=== #
