@@ -97,6 +97,12 @@ def _run(name: str, *tensors: torch.Tensor) -> None:
     if first.device.type != "cuda":
         op(*tensors)
         return
+    if torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(
+            "conv1d cannot be recorded in a CUDA graph: MAX launches it on its own "
+            "stream outside the capture. Under torch.compile(mode='reduce-overhead') "
+            "the op is left out of the graphs automatically."
+        )
     torch_stream = torch.cuda.current_stream(first.device)
     max_stream = _max_stream(first.device)
     max_stream.wait_stream(torch_stream)
@@ -143,7 +149,13 @@ def _taps(kernel: torch.Tensor) -> torch.Tensor:
     return kernel.detach().contiguous()
 
 
-@torch.library.custom_op("mojo_conv1d::conv1d", mutates_args=())
+# MAX launches on its own stream and may wait on the host for its work, which a
+# CUDA graph capture cannot contain: the tag makes torch.compile's
+# mode="reduce-overhead" leave these ops out of its graphs (see _run).
+_TAGS = (torch.Tag.cudagraph_unsafe,)
+
+
+@torch.library.custom_op("mojo_conv1d::conv1d", mutates_args=(), tags=_TAGS)
 def _conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     _check_args(input, kernel)
     x = _rows(input)
@@ -152,7 +164,7 @@ def _conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return out.view(input.shape)
 
 
-@torch.library.custom_op("mojo_conv1d::conv1d_grad_input", mutates_args=())
+@torch.library.custom_op("mojo_conv1d::conv1d_grad_input", mutates_args=(), tags=_TAGS)
 def _conv1d_grad_input(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     g = _rows(grad_output)
     grad_input = torch.empty_like(g)
@@ -160,7 +172,7 @@ def _conv1d_grad_input(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch
     return grad_input.view(grad_output.shape)
 
 
-@torch.library.custom_op("mojo_conv1d::conv1d_grad_kernel", mutates_args=())
+@torch.library.custom_op("mojo_conv1d::conv1d_grad_kernel", mutates_args=(), tags=_TAGS)
 def _conv1d_grad_kernel(
     grad_output: torch.Tensor, input: torch.Tensor, kernel_size: int
 ) -> torch.Tensor:
