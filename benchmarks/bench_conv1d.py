@@ -69,7 +69,8 @@ def profiled_kernel_time(fn, calls: int) -> float:
 
 
 def _is_kernel(name: str) -> bool:
-    return not name.startswith(("Memcpy", "Memset", "cudaDevice", "ProfilerStep"))
+    """Device work of the call itself: kernels and device-to-device copies."""
+    return not name.startswith(("Memcpy HtoD", "Memcpy DtoH", "Memset", "cudaDevice", "ProfilerStep"))
 
 
 def wall_time_per_call(fn, calls: int, sync) -> float:
@@ -252,14 +253,15 @@ def bench_overhead(device: str) -> list[dict]:
 
 def print_group(group: list[dict]) -> None:
     by = {r["method"]: r for r in group}
-    base = by["copy"]["call_us"] if by["copy"]["kernel_us"] != by["copy"]["kernel_us"] else by["copy"]["kernel_us"]
+    copy_kernel = by["copy"]["kernel_us"]
+    base = copy_kernel if copy_kernel == copy_kernel and copy_kernel > 0 else by["copy"]["call_us"]
     first = group[0]
     for r in group:
-        t = r["kernel_us"] if r["kernel_us"] == r["kernel_us"] else r["call_us"]
+        t = r["kernel_us"] if r["kernel_us"] == r["kernel_us"] and r["kernel_us"] > 0 else r["call_us"]
         gbs = r["bytes"] / t / 1e3
         copy_gbs = by["copy"]["bytes"] / base / 1e3
         ref = "cudnn" if "cudnn" in by else "torch_cpu"
-        ref_t = by[ref]["kernel_us"] if by[ref]["kernel_us"] == by[ref]["kernel_us"] else by[ref]["call_us"]
+        ref_t = by[ref]["kernel_us"] if by[ref]["kernel_us"] == by[ref]["kernel_us"] and by[ref]["kernel_us"] > 0 else by[ref]["call_us"]
         r.update(time_us=t, gb_s=gbs, pct_of_copy=100 * gbs / copy_gbs, speedup_vs_ref=ref_t / t)
         print(f"{first['device']:4} {first['dtype']:8} N=2^{int(np.log2(first['n'])):<2} K={first['k']:<3} "
               f"{r['method']:10} kernel {r['kernel_us']:10.1f} us  call {r['call_us']:10.1f} us  "
