@@ -150,7 +150,8 @@ def bench_gpu(args) -> list[dict]:
         graph_run, graph_sync = max_graph_conv1d(dtype)
         for n in sizes:
             x = torch.randn(n, device="cuda").to(dtype)
-            src, dst = torch.empty(2 * n, device="cuda", dtype=dtype), torch.empty(2 * n, device="cuda", dtype=dtype)
+            # The roofline: read N elements and write N, the bytes the op must move.
+            src, dst = torch.empty(n, device="cuda", dtype=dtype), torch.empty(n, device="cuda", dtype=dtype)
             for k in KERNEL_SIZES:
                 w = torch.randn(k, device="cuda").to(dtype)
                 padded = F.pad(x.view(1, 1, -1), (0, k - 1))
@@ -188,7 +189,7 @@ def bench_cpu(args) -> list[dict]:
     for n in sizes:
         x = torch.randn(n)
         xn = x.numpy()
-        src, dst = torch.empty(2 * n), torch.empty(2 * n)
+        src, dst = torch.empty(n), torch.empty(n)
         for k in KERNEL_SIZES:
             w = torch.randn(k)
             wn = w.numpy()

@@ -1,13 +1,14 @@
 """conv1d as a PyTorch operator: dtypes, batches, gradients, opcheck,
 torch.compile, determinism, threads and clear errors on bad input."""
 
+import importlib.util
 import threading
 import time
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES, needs_cuda
+from conftest import DEVICES, REPO, needs_cuda
 from reference import assert_close
 
 from mojo_conv1d import SUPPORTED_DTYPES, conv1d
@@ -193,3 +194,11 @@ def test_bad_input_raises_a_clear_error(make, error, message):
 def test_devices_must_match():
     with pytest.raises(ValueError, match="kernel is on cpu but input is on cuda"):
         conv1d(torch.ones(10, device="cuda"), torch.ones(3))
+
+
+def test_training_example_converges(capsys):
+    spec = importlib.util.spec_from_file_location("train_filter", REPO / "examples" / "train_filter.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--device", "cpu"]) == 0
+    assert "✅ converged" in capsys.readouterr().out
