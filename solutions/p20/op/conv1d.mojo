@@ -74,7 +74,7 @@ struct Conv1D:
 
 @extensibility.register("conv1d_forward")
 struct Conv1DForward:
-    """output[r, i] = sum over j with i + j < n of input[r, i + j] * kernel[j]."""
+    """Forward: output[r, i] = sum over j with i + j < n of input[r, i + j] * kernel[j]."""
 
     @staticmethod
     def execute[
@@ -100,7 +100,8 @@ struct Conv1DForward:
 
 @extensibility.register("conv1d_grad_input")
 struct Conv1DGradInput:
-    """grad_input[r, m] = sum over j <= m of grad_output[r, m - j] * kernel[j]:
+    """Gradient for the input: grad_input[r, m] = sum over j <= m of
+    grad_output[r, m - j] * kernel[j],
     the forward sum over grad_output, shifted left by k - 1, kernel reversed."""
 
     @staticmethod
@@ -128,7 +129,8 @@ struct Conv1DGradInput:
 
 @extensibility.register("conv1d_grad_kernel")
 struct Conv1DGradKernel:
-    """grad_kernel[j] = sum over r and i + j < n of grad_output[r, i] * input[r, i + j]."""
+    """Gradient for the kernel: grad_kernel[j] = sum over r and i + j < n of
+    grad_output[r, i] * input[r, i + j]."""
 
     @staticmethod
     def execute[

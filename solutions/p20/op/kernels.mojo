@@ -1,4 +1,4 @@
-"""conv1d kernels: one GPU design and one CPU design, shared by every registered op.
+"""Kernels of the conv1d ops: one GPU design and one CPU design, shared by every op.
 
 Every op in this package computes, for each row r and each i in [0, n):
 
@@ -304,7 +304,8 @@ def grad_kernel_gpu[
     n: Int,
     k: Int,
 ) raises:
-    """grad_kernel[j] = sum over rows r and i < n - j of grad_output[r, i] * input[r, i + j]."""
+    """Computes grad_kernel[j] = sum over rows r and i < n - j of
+    grad_output[r, i] * input[r, i + j]."""
     comptime acc = accum_type[dtype]
     var tap_blocks = ceildiv(k, GRAD_TAPS)
     var total_tiles = ceildiv(n, GRAD_TILE) * rows
