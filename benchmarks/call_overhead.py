@@ -62,6 +62,16 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, device {device}")
     for name, fn in layers.items():
         print(f"{name:55s} {per_call_us(fn, sync=sync):8.1f} us")
+
+    # The same graph on a large row: kernel time plus whatever the graph adds.
+    # Compare with benchmarks/cpu_kernel_standalone.mojo (the kernel alone).
+    n = 1 << 22
+    big_x = torch.randn(1, n, device=device)
+    big_out = torch.empty_like(big_x)
+    for k in (1, 4, 64):
+        big = [Buffer.from_dlpack(t) for t in (big_out, big_x, torch.randn(k, device=device))]
+        us = per_call_us(lambda: model.execute(*big), calls=20, sync=sync)
+        print(f"{f'model.execute, N = 2^22, K = {k}':55s} {us / 1000:8.2f} ms")
     return 0
 
 
