@@ -257,18 +257,21 @@ def bench_overhead(device: str) -> list[dict]:
 # --------------------------------------------------------------------------- output
 
 
+def device_time_us(row: dict) -> float:
+    """The profiler's kernel time where it measured one, else wall time per call."""
+    kernel = row["kernel_us"]
+    return kernel if kernel == kernel and kernel > 0 else row["call_us"]
+
+
 def print_group(group: list[dict]) -> None:
     by = {r["method"]: r for r in group}
-    copy_kernel = by["copy"]["kernel_us"]
-    base = copy_kernel if copy_kernel == copy_kernel and copy_kernel > 0 else by["copy"]["call_us"]
+    copy_gbs = by["copy"]["bytes"] / device_time_us(by["copy"]) / 1e3
+    ref = "cudnn" if "cudnn" in by else "torch_cpu"
     first = group[0]
     for r in group:
-        t = r["kernel_us"] if r["kernel_us"] == r["kernel_us"] and r["kernel_us"] > 0 else r["call_us"]
+        t = device_time_us(r)
         gbs = r["bytes"] / t / 1e3
-        copy_gbs = by["copy"]["bytes"] / base / 1e3
-        ref = "cudnn" if "cudnn" in by else "torch_cpu"
-        ref_t = by[ref]["kernel_us"] if by[ref]["kernel_us"] == by[ref]["kernel_us"] and by[ref]["kernel_us"] > 0 else by[ref]["call_us"]
-        r.update(time_us=t, gb_s=gbs, pct_of_copy=100 * gbs / copy_gbs, speedup_vs_ref=ref_t / t)
+        r.update(time_us=t, gb_s=gbs, pct_of_copy=100 * gbs / copy_gbs, speedup_vs_ref=device_time_us(by[ref]) / t)
         print(f"{first['device']:4} {first['dtype']:8} N=2^{int(np.log2(first['n'])):<2} K={first['k']:<3} "
               f"{r['method']:10} kernel {r['kernel_us']:10.1f} us  call {r['call_us']:10.1f} us  "
               f"{gbs:8.1f} GB/s  {r['pct_of_copy']:5.1f}% of copy  x{r['speedup_vs_ref']:.2f} vs {ref}")

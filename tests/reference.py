@@ -1,7 +1,9 @@
-"""A float64 NumPy reference for the op, and a tolerance derived from it."""
+"""References for the op (float64 NumPy, padded torch conv1d), a tolerance
+derived from them, and the tests' random inputs."""
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 # Unit roundoff of the type the sums accumulate in, and of the stored result.
 _ACCUM_EPS = {torch.float64: 2.0**-53}
@@ -33,3 +35,16 @@ def assert_close(result: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> None
         f"error {err[worst]:.3g} > bound {bound[worst]:.3g} at {worst} "
         f"(got {got[worst]!r}, exact {exact[worst]!r}, N={exact.shape[-1]}, K={len(ws)})"
     )
+
+
+def random(shape, device, dtype=torch.float32, seed=0, requires_grad=False) -> torch.Tensor:
+    """Standard normal values from a fixed seed, the same on every device."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
+    return t.requires_grad_(requires_grad)
+
+
+def torch_conv1d(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The same sum with PyTorch's own conv1d (a cross-correlation): pad right by K - 1."""
+    rows = x.reshape(-1, 1, x.shape[-1])
+    return F.conv1d(F.pad(rows, (0, w.shape[0] - 1)), w.view(1, 1, -1)).reshape(x.shape)

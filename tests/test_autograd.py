@@ -7,22 +7,10 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import DEVICES, REPO, needs_cuda
-from reference import assert_close
+from reference import assert_close, random, torch_conv1d
 
 from mojo_conv1d import SUPPORTED_DTYPES, conv1d
-
-
-def random(shape, device, dtype=torch.float32, seed=0, requires_grad=False):
-    gen = torch.Generator().manual_seed(seed)
-    t = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
-    return t.requires_grad_(requires_grad)
-
-
-def torch_conv1d(x, w):
-    rows = x.reshape(-1, 1, x.shape[-1])
-    return F.conv1d(F.pad(rows, (0, w.shape[0] - 1)), w.view(1, 1, -1)).reshape(x.shape)
 
 
 @pytest.mark.parametrize("device", DEVICES)

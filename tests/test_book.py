@@ -329,15 +329,19 @@ def test_quoted_snippets_are_verbatim(lang):
         assert matched, f"{lang}: not a verbatim part of {SOLUTION.name}:\n{block}"
 
 
+def without_device(text: str) -> str:
+    """The device line depends on the machine; everything else must match."""
+    return DEVICE.sub("(device: *)", text).rstrip("\n")
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_expected_output_is_what_the_solution_prints(runs, lang):
     run = runs["solution"]
     assert run.returncode == 0, f"the solution failed:\n{run.stdout}\n{run.stderr}"
     blocks = checked_blocks(lang, "stdout of solutions/p20/p20.py")
     assert len(blocks) == 1, f"{lang}: expected one expected-output block, found {len(blocks)}"
-    # The device line depends on the machine; everything else must match.
-    shown = DEVICE.sub("(device: *)", blocks[0]).rstrip("\n")
-    printed = DEVICE.sub("(device: *)", run.stdout).rstrip("\n")
+    shown = without_device(blocks[0])
+    printed = without_device(run.stdout)
     assert "(device: *)" in printed
     assert shown == printed
 
@@ -348,8 +352,8 @@ def test_unsolved_output_is_what_the_problem_prints(runs, lang):
     assert run.returncode == 1, f"the unsolved problem should exit 1, got {run.returncode}:\n{run.stdout}\n{run.stderr}"
     blocks = checked_blocks(lang, "end of stdout of problems/p20/p20.py")
     assert len(blocks) == 1, f"{lang}: expected one block of the unsolved run's output, found {len(blocks)}"
-    shown = DEVICE.sub("(device: *)", blocks[0]).rstrip("\n").splitlines()
-    printed = DEVICE.sub("(device: *)", run.stdout).rstrip("\n").splitlines()
+    shown = without_device(blocks[0]).splitlines()
+    printed = without_device(run.stdout).splitlines()
     assert printed[-len(shown) :] == shown
 
 

@@ -6,27 +6,15 @@ longer than the input, and a million elements."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import DEVICES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import assert_close
+from reference import assert_close, random, torch_conv1d
 
 from mojo_conv1d import conv1d
 
 SIZES = [1, 2, 15, 16, 255, 256, 257, 2047, 2048, 2049, 4097, 1_000_003]
 KERNEL_SIZES = [1, 4, 15, 16, 17, 64]
-
-
-def random(shape, device, dtype=torch.float32, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
-
-
-def torch_reference(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """The same sum with PyTorch's own conv1d (a cross-correlation): pad right by K - 1."""
-    rows = x.reshape(-1, 1, x.shape[-1])
-    return F.conv1d(F.pad(rows, (0, w.shape[0] - 1)), w.view(1, 1, -1)).reshape(x.shape)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -39,7 +27,7 @@ def test_matches_numpy_and_torch(n, k, device):
     assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
     assert_close(out, x, w)
     # float64 on the torch side too: on CUDA, cuDNN may use TF32 for float32.
-    torch.testing.assert_close(out.double(), torch_reference(x.double(), w.double()), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    torch.testing.assert_close(out.double(), torch_conv1d(x.double(), w.double()), rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
 @pytest.mark.parametrize("device", DEVICES)
