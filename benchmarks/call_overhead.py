@@ -13,7 +13,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from max.driver import Buffer  # noqa: E402
-from max.experimental.torch.torch import MaxOp  # noqa: E402
 
 from mojo_conv1d import conv1d, ops  # noqa: E402
 
@@ -37,24 +36,14 @@ def main(argv=None) -> int:
     x = torch.arange(15, dtype=torch.float32, device=device)
     w = torch.arange(4, dtype=torch.float32, device=device)
     rows, out, taps = ops._rows(x), torch.empty(1, 15, device=device), ops._taps(w)
-    graph_op = ops._graph_op("conv1d_forward", torch.float32, device)
-
-    # The same graph, loaded by hand, to time model.execute alone.
-    library = ops._op_library()
-    types = ops._SIGNATURES["conv1d_forward"]
-    ref = ops.max_device_ref(device)
-    from max.graph import TensorType
-
-    handmade = MaxOp(library.conv1d_forward, "overhead_probe", library,
-                     input_types=[TensorType(ops.torch_dtype_to_max(torch.float32), s, ref) for s in types[1]],
-                     output_types=[TensorType(ops.torch_dtype_to_max(torch.float32), s, ref) for s in types[0]])
-    model = library._session.load(handmade.graph(handmade.input_types, handmade.output_types))
+    conv1d(x, w)  # compiles the graph
+    model = ops._model("conv1d_forward", torch.float32, ops._device_key(device))
     buffers = [Buffer.from_dlpack(t) for t in (out, rows, taps)]
 
     layers = {
         "conv1d(x, w): the public function": lambda: conv1d(x, w),
-        "torch.ops.mojo_conv1d.conv1d (no argument checks)": lambda: torch.ops.mojo_conv1d.conv1d(x, w),
-        "MAX's torch custom op for the graph (out, x, w)": lambda: graph_op(out, rows, taps),
+        "torch.ops.mojo_conv1d.conv1d (torch.library dispatch)": lambda: torch.ops.mojo_conv1d.conv1d(x, w),
+        "ops._run: DLPack, stream fence, model.execute": lambda: ops._run("conv1d_forward", out, rows, taps),
         "Buffer.from_dlpack of the 3 tensors": lambda: [Buffer.from_dlpack(t) for t in (out, rows, taps)],
         "model.execute on buffers made in advance": lambda: model.execute(*buffers),
         "F.conv1d, for comparison": lambda: torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What we run on the lent H200 (see ../shared/gpu/README.md for staging MAX):
-#   bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead
+#   COMMIT=<sha> bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead|tune [args]
 # Each step writes a log that starts with the command, the date and the GPU,
 # into $OUT (the device tool brings it back) or logs/ when $OUT is unset.
 set -uo pipefail
@@ -13,7 +13,8 @@ log="$out/h200_${step}.log"
 {
   echo "\$ bash benchmarks/run_on_gpu.sh $step $*"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  # No git on the device machine: the caller passes the commit it sent.
+  echo "commit: ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import torch, max; print("torch", torch.__version__, "| max", getattr(max, "__version__", "?"))'
   python3 -c 'import torch; from max.driver import Accelerator as A; print("streams: torch current", torch.cuda.current_stream().cuda_stream, "| MAX default queue", A(0).default_queue.native_stream_handle)'
@@ -31,8 +32,15 @@ case "$step" in
     for tool in memcheck racecheck; do
       echo "== compute-sanitizer --tool $tool" | tee -a "$log"
       compute-sanitizer --tool "$tool" --target-processes all \
-        python3 -m pytest -q -p no:cacheprovider tests/test_conv1d_op.py -k "cuda and (2049 or seed or longer)" "$@" 2>&1 | tail -15 | tee -a "$log"
+        python3 -m pytest -q -p no:cacheprovider tests/test_conv1d_op.py tests/test_autograd.py \
+          -k "cuda and (2049 or seed or longer or gradients_match)" "$@" 2>&1 | tail -15 | tee -a "$log"
     done
+    ;;
+  overhead)
+    python3 benchmarks/call_overhead.py --device cuda "$@" 2>&1 | tee -a "$log"
+    ;;
+  tune)
+    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo "$@" 2>&1 | tee -a "$log"
     ;;
   *)
     echo "unknown step $step" >&2

@@ -20,56 +20,64 @@ import threading
 from pathlib import Path
 
 import torch
+from max.driver import CPU, Accelerator, Buffer
 from max.dtype import DType
-from max.experimental.torch import CustomOpLibrary
-from max.experimental.torch.torch import MaxOp, max_device_ref, torch_dtype_to_max
-from max.graph import TensorType
+from max.engine import InferenceSession, Model
+from max.experimental.torch.torch import torch_dtype_to_max
+from max.graph import BufferType, DeviceRef, Graph, KernelLibrary, TensorType, ops
 
 OP_PACKAGE = Path(__file__).resolve().parents[1] / "solutions" / "p20" / "op"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-_lock = threading.Lock()
-_library: CustomOpLibrary | None = None
-_graph_ops: dict[tuple[str, torch.dtype, torch.device], object] = {}
-
-
-def _op_library() -> CustomOpLibrary:
-    global _library
-    with _lock:
-        if _library is None:
-            _library = CustomOpLibrary(OP_PACKAGE)
-        return _library
-
-
-# Each Mojo op takes (output, *inputs); these are their shapes, by symbolic name.
+# Each Mojo op takes (output, *inputs) and writes its result into the output
+# buffer in place; these are their shapes, by symbolic dimension name.
 _SIGNATURES = {
     "conv1d_forward": ([("rows", "n")], [("rows", "n"), ("k",)]),
     "conv1d_grad_input": ([("rows", "n")], [("rows", "n"), ("k",)]),
     "conv1d_grad_kernel": ([("k",)], [("rows", "n"), ("rows", "n")]),
 }
 
+_lock = threading.Lock()
+_kernels: KernelLibrary | None = None
+_sessions: dict[torch.device, InferenceSession] = {}
+_models: dict[tuple[str, torch.dtype, torch.device], Model] = {}
 
-def _graph_op(name: str, dtype: torch.dtype, device: torch.device):
-    """The Mojo op `name` as a callable on torch tensors, compiled once for
-    this dtype and device with symbolic sizes, so a new length costs nothing."""
+
+def _device_key(device: torch.device) -> torch.device:
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _model(name: str, dtype: torch.dtype, device: torch.device) -> Model:
+    """The Mojo op `name` in a one-node MAX graph, compiled once per process for
+    this dtype and device. Its sizes are symbolic, so a new length costs
+    nothing, and the op writes straight into the output buffer passed to it
+    (an in-place custom op: no copy of the result afterwards)."""
     key = (name, dtype, device)
-    if (op := _graph_ops.get(key)) is not None:
-        return op
-    library = _op_library()
+    if (model := _models.get(key)) is not None:
+        return model
+    global _kernels
     with _lock:
-        if (op := _graph_ops.get(key)) is None:
-            max_dtype: DType = torch_dtype_to_max(dtype)
-            ref = max_device_ref(device)
-            outputs, inputs = _SIGNATURES[name]
-            op = MaxOp(
-                getattr(library, name),
-                f"{name}_{max_dtype.name}_{device.type}{device.index or 0}",
-                library,
-                input_types=[TensorType(max_dtype, shape, ref) for shape in inputs],
-                output_types=[TensorType(max_dtype, shape, ref) for shape in outputs],
-            ).custom_op_def()
-            _graph_ops[key] = op
-        return op
+        if (model := _models.get(key)) is not None:
+            return model
+        if _kernels is None:
+            _kernels = KernelLibrary()
+            _kernels.load_paths([OP_PACKAGE])  # compiles the package, once
+        if (session := _sessions.get(device)) is None:
+            max_device = Accelerator(device.index) if device.type == "cuda" else CPU()
+            session = _sessions[device] = InferenceSession(devices=[max_device])
+        max_dtype: DType = torch_dtype_to_max(dtype)
+        ref = DeviceRef.GPU(device.index) if device.type == "cuda" else DeviceRef.CPU()
+        outputs, inputs = _SIGNATURES[name]
+        types = [BufferType(max_dtype, shape, ref) for shape in outputs]
+        types += [TensorType(max_dtype, shape, ref) for shape in inputs]
+        graph_name = f"{name}_{max_dtype.name}_{device.type}{device.index or 0}"
+        with Graph(graph_name, input_types=types, kernel_library=_kernels) as graph:
+            ops.inplace_custom(name, ref, list(graph.inputs))
+            graph.output()
+        model = _models[key] = session.load(graph)
+        return model
 
 
 _max_streams: dict[int, torch.cuda.ExternalStream] = {}
@@ -77,25 +85,23 @@ _max_streams: dict[int, torch.cuda.ExternalStream] = {}
 
 def _max_stream(device: torch.device) -> torch.cuda.ExternalStream:
     """MAX's own stream on this GPU, as a torch stream object."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if (stream := _max_streams.get(index)) is None:
-        from max.driver import Accelerator
-
-        handle = Accelerator(index).default_queue.native_stream_handle
-        stream = _max_streams.setdefault(index, torch.cuda.ExternalStream(handle, device=device))
+    if (stream := _max_streams.get(device.index)) is None:
+        handle = Accelerator(device.index).default_queue.native_stream_handle
+        stream = _max_streams.setdefault(device.index, torch.cuda.ExternalStream(handle, device=device))
     return stream
 
 
 def _run(name: str, *tensors: torch.Tensor) -> None:
-    """Runs Mojo op `name` on (outputs..., inputs...), ordered on the GPU like
+    """Runs Mojo op `name` on (output, inputs...), ordered on the GPU like
     any PyTorch kernel: MAX launches on its own stream, so that stream waits
     for PyTorch's current stream before the op, and PyTorch's stream waits for
     it after. The tensors are marked as used on MAX's stream, so PyTorch's
     allocator does not hand their memory out again before the op is done."""
     first = tensors[0]
-    op = _graph_op(name, first.dtype, first.device)
-    if first.device.type != "cuda":
-        op(*tensors)
+    device = _device_key(first.device)
+    model = _model(name, first.dtype, device)
+    if device.type != "cuda":
+        model.execute(*[Buffer.from_dlpack(t) for t in tensors])
         return
     if torch.cuda.is_current_stream_capturing():
         raise RuntimeError(
@@ -103,10 +109,13 @@ def _run(name: str, *tensors: torch.Tensor) -> None:
             "stream outside the capture. Under torch.compile(mode='reduce-overhead') "
             "the op is left out of the graphs automatically."
         )
-    torch_stream = torch.cuda.current_stream(first.device)
-    max_stream = _max_stream(first.device)
+    torch_stream = torch.cuda.current_stream(device)
+    max_stream = _max_stream(device)
     max_stream.wait_stream(torch_stream)
-    op(*tensors)
+    # The fence above already orders the buffers, so DLPack need not sync
+    # streams again (torch's __dlpack__(stream=...) path is slow).
+    max_device = Accelerator(device.index)
+    model.execute(*[Buffer._from_dlpack(t.__dlpack__(), max_device, max_stream.cuda_stream) for t in tensors])
     torch_stream.wait_stream(max_stream)
     for t in tensors:
         t.record_stream(max_stream)

@@ -8,13 +8,18 @@ kernels from kernels.mojo.
 """
 
 import extensibility
-from extensibility import InputTensor, OutputTensor
+from extensibility import InputTensor, IOSpec, ManagedTensorSlice, OutputTensor
+from extensibility.managed_tensor_slice import IO
 from max.gpu.host import DeviceContext
 
 from .kernels import correlate_cpu, correlate_gpu, grad_kernel_cpu, grad_kernel_gpu
 
 
 comptime Ptr[dtype: DType] = Pointer[Scalar[dtype], MutAnyOrigin]
+
+# A tensor the op writes in place: the buffer the caller passed as its output.
+# (OutputTensor would make MAX allocate the result and copy it over afterwards.)
+comptime MutableTensor = ManagedTensorSlice[IOSpec[True, IO.Input](), static_spec=_]
 
 
 def correlate[
@@ -80,7 +85,7 @@ struct Conv1DForward:
     def execute[
         target: StaticString, dtype: DType
     ](
-        output: OutputTensor[dtype=dtype, rank=2, static_spec=_],
+        output: MutableTensor,
         input: InputTensor[dtype=dtype, rank=2, static_spec=_],
         kernel: InputTensor[dtype=dtype, rank=1, static_spec=_],
         ctx: DeviceContext,
@@ -108,7 +113,7 @@ struct Conv1DGradInput:
     def execute[
         target: StaticString, dtype: DType
     ](
-        grad_input: OutputTensor[dtype=dtype, rank=2, static_spec=_],
+        grad_input: MutableTensor,
         grad_output: InputTensor[dtype=dtype, rank=2, static_spec=_],
         kernel: InputTensor[dtype=dtype, rank=1, static_spec=_],
         ctx: DeviceContext,
@@ -136,7 +141,7 @@ struct Conv1DGradKernel:
     def execute[
         target: StaticString, dtype: DType
     ](
-        grad_kernel: OutputTensor[dtype=dtype, rank=1, static_spec=_],
+        grad_kernel: MutableTensor,
         grad_output: InputTensor[dtype=dtype, rank=2, static_spec=_],
         input: InputTensor[dtype=dtype, rank=2, static_spec=_],
         ctx: DeviceContext,

@@ -14,7 +14,7 @@ from std.math import ceildiv
 from std.sys import simd_width_of, size_of
 from max.algorithm import sync_parallelize
 from max.gpu import thread_idx, block_idx, block_dim, grid_dim, barrier
-from max.gpu.host import DeviceContext
+from max.gpu.host import DeviceAttribute, DeviceContext
 from max.gpu.memory import AddressSpace
 from std.memory import stack_allocation
 
@@ -24,13 +24,14 @@ comptime accum_type[dtype: DType] = DType.float64 if dtype == DType.float64 else
 
 
 # ===----------------------------------------------------------------------=== #
-# GPU: shared-memory tiles, register-blocked outputs
+# GPU: shared-memory tiles, register-blocked outputs, the next tile in flight
 # ===----------------------------------------------------------------------=== #
 
 comptime THREADS = 256  # threads per block; a multiple of any warp/wavefront size
 comptime OUTPUTS_PER_THREAD = 8  # consecutive outputs each thread accumulates in registers
-comptime TILE = THREADS * OUTPUTS_PER_THREAD  # outputs per block
+comptime TILE = THREADS * OUTPUTS_PER_THREAD  # outputs per block and step
 comptime K_CHUNK = 1024  # kernel taps staged in shared memory at a time
+comptime BLOCKS_PER_SM = 4  # blocks launched per multiprocessor; each loops over tiles
 
 
 @always_inline
@@ -39,12 +40,61 @@ def swizzle(i: Int) -> Int:
 
     Thread t reads the 8 elements from 8 * t on, as two 16-byte loads; without
     the gaps, threads t and t + 4 of a quarter warp would hit the same banks.
-    Runs of 8 that start at a multiple of 8 stay contiguous and 16-byte aligned.
+    Runs of 4 that start at a multiple of 4 stay contiguous and 16-byte aligned.
     """
     return i + (i >> 5) * 4
 
 
-comptime STAGED = TILE + K_CHUNK  # input elements staged per chunk, at most
+comptime STAGED = TILE + K_CHUNK  # input elements staged per step, at most
+
+
+@always_inline
+def load_vector[
+    dtype: DType, width: Int
+](
+    row: Pointer[Scalar[dtype], MutAnyOrigin], start: Int, n: Int, vector_io: Bool
+) -> SIMD[accum_type[dtype], width]:
+    """The elements row[start : start + width] in the accumulator type, zeros outside [0, n).
+    One 16-byte load when vector_io allows it and the vector lies inside."""
+    comptime acc = accum_type[dtype]
+    if vector_io and start >= 0 and start + width <= n:
+        return row.unsafe_load[width=width, alignment=16](start).cast[acc]()
+    var values = SIMD[acc, width](0)
+    comptime for e in range(width):
+        if start + e >= 0 and start + e < n:
+            values[e] = row.unsafe_load(start + e).cast[acc]()
+    return values
+
+
+@always_inline
+def load_step[
+    dtype: DType, main_width: Int, halo_width: Int
+](
+    mut main: SIMD[accum_type[dtype], main_width],
+    mut halo: SIMD[accum_type[dtype], halo_width],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    tile: Int,
+    chunk: Int,
+    tiles_per_row: Int,
+    n: Int,
+    k: Int,
+    shift: Int,
+    vector_io: Bool,
+):
+    """Issues this thread's global loads of one step's input span into main
+    (its vectors of the tile) and halo (its vectors past the tile)."""
+    comptime VW = 16 // size_of[dtype]()
+    var tid = Int(thread_idx.x)
+    var x_row = input.unsafe_offset((tile // tiles_per_row) * n)
+    var src0 = (tile % tiles_per_row) * TILE + chunk * K_CHUNK - shift
+    var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD
+    comptime for m in range(main_width // VW):
+        var v = tid + m * THREADS
+        main = main.insert[offset = m * VW](load_vector[dtype, VW](x_row, src0 + v * VW, n, vector_io))
+    comptime for h in range(halo_width // VW):
+        var v = tid + h * THREADS
+        if v * VW < halo_len:
+            halo = halo.insert[offset = h * VW](load_vector[dtype, VW](x_row, src0 + TILE + v * VW, n, vector_io))
 
 
 def correlate_gpu_kernel[
@@ -60,19 +110,22 @@ def correlate_gpu_kernel[
     flip: Int32,
     vector_io: Int32,
 ):
-    """One block computes TILE consecutive outputs of one row.
+    """Each block loops over tiles of TILE consecutive outputs (tile b, b + grid,
+    ... over all rows), one step per tile and chunk of up to K_CHUNK taps.
 
-    The input span the tile needs (TILE plus a halo of the staged kernel taps)
-    and the taps themselves are staged in shared memory, zero-filled past the
-    row's ends, so the inner loop has no bounds checks. Kernels longer than
-    K_CHUNK are staged chunk by chunk; each thread keeps its outputs in
-    registers across chunks. With vector_io (16-byte aligned rows and span),
-    global memory is read and written 16 bytes per access.
+    A step stages the input span it needs (TILE plus a halo of the chunk's
+    taps) in shared memory, zero-filled past the row's ends, so the inner loop
+    has no bounds checks. The global loads for the next step are issued into
+    registers before the current step's arithmetic, so they are in flight
+    while it runs. Each thread keeps its outputs in registers across chunks.
+    With vector_io (16-byte aligned rows and span), global memory is read and
+    written 16 bytes per access.
     """
     comptime acc = accum_type[dtype]
     comptime R = OUTPUTS_PER_THREAD
     comptime VW = 16 // size_of[dtype]()  # elements per 16-byte global access
-    comptime R_ALIGN = R * size_of[acc]()
+    comptime MAIN = TILE // (VW * THREADS)  # vectors of the tile each thread loads
+    comptime HALO = ceildiv(K_CHUNK, VW * THREADS)  # halo vectors per thread, at most
     var xs = stack_allocation[
         swizzle(STAGED), Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
@@ -82,18 +135,37 @@ def correlate_gpu_kernel[
     var tid = Int(thread_idx.x)
     var N = Int(n)
     var K = Int(k)
-    var tile_start = Int(block_idx.x) * TILE
+    var io = vector_io != 0
     var base = tid * R
+    var tiles_per_row = ceildiv(N, TILE)
+    var total_tiles = Int(rows) * tiles_per_row
+    var chunks = ceildiv(K, K_CHUNK)
 
-    var row = Int(block_idx.y)
-    while row < Int(rows):
-        var x_row = input.unsafe_offset(row * N)
-        var acc_r = SIMD[acc, R](0)
-        var k0 = 0
-        while k0 < K:
-            var kc = min(K_CHUNK, K - k0)
-            var kc_padded = ceildiv(kc, R) * R
-            barrier()  # the previous chunk's readers are done with xs and ws
+    # The loads of one step, held in registers until they go to shared memory.
+    var main = SIMD[acc, MAIN * VW](0)
+    var halo = SIMD[acc, HALO * VW](0)
+
+    var tile = Int(block_idx.x)
+    var chunk = 0
+    if tile >= total_tiles:
+        return
+    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, N, K, Int(shift), io)
+    var sums = SIMD[acc, R](0)
+    while True:
+        var k0 = chunk * K_CHUNK
+        var kc = min(K_CHUNK, K - k0)
+        var kc_padded = ceildiv(kc, R) * R
+        barrier()  # the previous step's readers are done with xs (and ws)
+        comptime for m in range(MAIN):
+            var v = tid + m * THREADS
+            xs.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
+        comptime for h in range(HALO):
+            var v = tid + h * THREADS
+            if v * VW < kc_padded:
+                xs.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
+        # The taps of this chunk, zero-padded to a multiple of R. With a single
+        # chunk they are the same at every step, so they are staged once.
+        if chunks > 1 or tile == Int(block_idx.x):
             var t = tid
             while t < kc_padded:
                 var tap = Scalar[acc](0)
@@ -104,59 +176,54 @@ def correlate_gpu_kernel[
                     tap = kernel.unsafe_load(j).cast[acc]()
                 ws.unsafe_store(t, tap)
                 t += THREADS
-            # Stage input[src0 : src0 + span], zeros outside the row. span is a
-            # multiple of R, so of VW too.
-            var span = TILE + kc_padded
-            var src0 = tile_start + k0 - Int(shift)
-            var v = tid
-            while v * VW < span:
-                var src = src0 + v * VW
-                var values = SIMD[acc, VW](0)
-                if vector_io != 0 and src >= 0 and src + VW <= N:
-                    values = x_row.unsafe_load[width=VW, alignment=16](src).cast[acc]()
+        barrier()
+
+        var next_tile = tile
+        var next_chunk = chunk + 1
+        if next_chunk == chunks:
+            next_chunk = 0
+            next_tile += Int(grid_dim.x)
+        var more = next_tile < total_tiles
+        if more:
+            load_step[dtype](main, halo, input, next_tile, next_chunk, tiles_per_row, N, K, Int(shift), io)
+
+        # Slide a window of 2R inputs over the staged span: each step of R
+        # taps reads R new inputs and R taps, and does R * R multiply-adds.
+        var window = xs.unsafe_load[width=R, alignment=16](swizzle(base))
+        var j0 = 0
+        while j0 < kc_padded:
+            var ahead = xs.unsafe_load[width=R, alignment=16](swizzle(base + R + j0))
+            var taps = ws.unsafe_load[width=R, alignment=16](j0)
+            var full = window.join(ahead)
+            comptime for jj in range(R):
+                comptime for r in range(R):
+                    sums[r] += full[r + jj] * taps[jj]
+            window = ahead
+            j0 += R
+
+        if chunk == chunks - 1:
+            # Stage the results through shared memory so the global stores coalesce.
+            barrier()
+            xs.unsafe_store[alignment=16](swizzle(base), sums)
+            barrier()
+            var row = tile // tiles_per_row
+            var tile_start = (tile % tiles_per_row) * TILE
+            var out_row = output.unsafe_offset(row * N)
+            comptime for m in range(MAIN):
+                var v = tid + m * THREADS
+                var i = tile_start + v * VW
+                var values = xs.unsafe_load[width=VW, alignment=16](swizzle(v * VW)).cast[dtype]()
+                if io and i + VW <= N:
+                    out_row.unsafe_store[alignment=16](i, values)
                 else:
                     comptime for e in range(VW):
-                        if src + e >= 0 and src + e < N:
-                            values[e] = x_row.unsafe_load(src + e).cast[acc]()
-                xs.unsafe_store[alignment = VW * size_of[acc]()](swizzle(v * VW), values)
-                v += THREADS
-            barrier()
-
-            # Slide a window of 2R inputs over the staged span: each step of R
-            # taps reads R new inputs and R taps, and does R * R multiply-adds.
-            var window = xs.unsafe_load[width=R, alignment=R_ALIGN](swizzle(base))
-            var j0 = 0
-            while j0 < kc_padded:
-                var ahead = xs.unsafe_load[width=R, alignment=R_ALIGN](swizzle(base + R + j0))
-                var taps = ws.unsafe_load[width=R, alignment=R_ALIGN](j0)
-                var full = window.join(ahead)
-                comptime for jj in range(R):
-                    comptime for r in range(R):
-                        acc_r[r] += full[r + jj] * taps[jj]
-                window = ahead
-                j0 += R
-            k0 += K_CHUNK
-
-        # Stage the results through shared memory so the global stores coalesce.
-        barrier()
-        xs.unsafe_store[alignment=R_ALIGN](swizzle(base), acc_r)
-        barrier()
-        var out_row = output.unsafe_offset(row * N)
-        var v = tid
-        while v * VW < TILE:
-            var i = tile_start + v * VW
-            var values = xs.unsafe_load[width=VW, alignment = VW * size_of[acc]()](swizzle(v * VW))
-            if vector_io != 0 and i + VW <= N:
-                out_row.unsafe_store[alignment=16](i, values.cast[dtype]())
-            else:
-                comptime for e in range(VW):
-                    if i + e < N:
-                        out_row.unsafe_store(i + e, values[e].cast[dtype]())
-            v += THREADS
-        row += Int(grid_dim.y)
-
-
-comptime MAX_GRID_Y = 65535
+                        if i + e < N:
+                            out_row.unsafe_store(i + e, values[e])
+            sums = SIMD[acc, R](0)
+        if not more:
+            break
+        tile = next_tile
+        chunk = next_chunk
 
 
 def correlate_gpu[
@@ -171,8 +238,10 @@ def correlate_gpu[
     k: Int,
     shift: Int,
     flip: Bool,
+    blocks_per_sm: Int = BLOCKS_PER_SM,
 ) raises:
-    """Launches correlate_gpu_kernel over a grid sized from n and rows."""
+    """Launches correlate_gpu_kernel: blocks_per_sm blocks per multiprocessor,
+    or one per tile when there are fewer tiles."""
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and a staged span that starts
@@ -180,6 +249,8 @@ def correlate_gpu[
     comptime VW = 16 // size_of[dtype]()
     var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
+    var tiles = rows * ceildiv(n, TILE)
+    var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
     comptime kern = correlate_gpu_kernel[dtype]
     ctx.enqueue_function[kern](
         output,
@@ -191,7 +262,7 @@ def correlate_gpu[
         Int64(shift),
         Int32(1 if flip else 0),
         Int32(1 if vector_io else 0),
-        grid_dim=(ceildiv(n, TILE), min(rows, MAX_GRID_Y)),
+        grid_dim=min(tiles, sms * blocks_per_sm),
         block_dim=THREADS,
     )
 

@@ -1,0 +1,76 @@
+"""Times the forward GPU kernel alone, straight from Mojo, for several grid
+sizes (blocks per multiprocessor), against a device-to-device copy of the
+same bytes. Used to pick BLOCKS_PER_SM in solutions/p20/op/kernels.mojo; the
+benchmark of record is bench_conv1d.py.
+
+    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo
+"""
+
+from std.math import ceildiv
+from std.time import perf_counter_ns
+from max.gpu.host import DeviceAttribute, DeviceContext
+from op.kernels import correlate_gpu, TILE
+
+comptime N = 1 << 26
+comptime CALLS = 20
+
+
+def main() raises:
+    var ctx = DeviceContext()
+    comptime P = Pointer[Scalar[DType.float32], MutAnyOrigin]
+    var x_buf = ctx.enqueue_create_buffer[DType.float32](N)
+    var out_buf = ctx.enqueue_create_buffer[DType.float32](N)
+    var w_buf = ctx.enqueue_create_buffer[DType.float32](256)
+    var host_x = ctx.enqueue_create_host_buffer[DType.float32](N)
+    var host_w = ctx.enqueue_create_host_buffer[DType.float32](256)
+    var host_out = ctx.enqueue_create_host_buffer[DType.float32](N)
+    ctx.synchronize()
+    for i in range(N):
+        host_x[i] = Float32((i * 7919) % 1001) / 1001.0 - 0.5
+    for j in range(256):
+        host_w[j] = Float32((j * 31) % 17) / 17.0 - 0.5
+    ctx.enqueue_copy(x_buf, host_x)
+    ctx.enqueue_copy(w_buf, host_w)
+    ctx.synchronize()
+    var out = rebind[P](out_buf.unsafe_ptr())
+    var x = rebind[P](x_buf.unsafe_ptr())
+    var w = rebind[P](w_buf.unsafe_ptr())
+    var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
+    print("multiprocessors", sms, "| N = 2^26 float32 | tiles", ceildiv(N, TILE), "| median-free mean of", CALLS, "launches")
+
+    # The roofline: a device-to-device copy of the op's bytes (read N, write N).
+    ctx.enqueue_copy(out_buf, x_buf)
+    ctx.synchronize()
+    var t0 = perf_counter_ns()
+    for _ in range(CALLS):
+        ctx.enqueue_copy(out_buf, x_buf)
+    ctx.synchronize()
+    var copy_us = Float64(perf_counter_ns() - t0) / 1e3 / CALLS
+    print("copy", copy_us, "us", Float64(8 * N) / copy_us / 1e3, "GB/s")
+
+    var ks = [4, 16, 64, 256]
+    var grids = [1, 2, 3, 4, 6, 8, 16, 64]
+    for k in ks:
+        # Spot-check against the host before timing.
+        correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False)
+        ctx.enqueue_copy(host_out, out_buf)
+        ctx.synchronize()
+        var worst = Float64(0)
+        for s in range(64):
+            var i = (s * 1048573) % N if s > 1 else (0 if s == 0 else N - 1)
+            var want = Float64(0)
+            for j in range(k):
+                if i + j < N:
+                    want += Float64(host_x[i + j]) * Float64(host_w[j])
+            worst = max(worst, abs(Float64(host_out[i]) - want))
+        var line = "K=" + String(k) + " max error " + String(worst) + " |"
+        for g in grids:
+            correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g)
+            ctx.synchronize()
+            var t = perf_counter_ns()
+            for _ in range(CALLS):
+                correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g)
+            ctx.synchronize()
+            var us = Float64(perf_counter_ns() - t) / 1e3 / CALLS
+            line += " " + String(g) + "/SM " + String(Float64(Int(us * 10)) / 10.0) + " us (" + String(Int(100 * copy_us / us)) + "% of copy)"
+        print(line)
