@@ -40,7 +40,9 @@ case "$step" in
     python3 benchmarks/call_overhead.py --device cuda "$@" 2>&1 | tee -a "$log"
     ;;
   tune)
-    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo "$@" 2>&1 | tee -a "$log"
+    # Through the mojo wheel's launcher, which points the compiler at its libraries.
+    python3 -c 'import sys; from mojo.run import subprocess_run_mojo as mojo; sys.exit(mojo(sys.argv[1:]).returncode)' \
+      run -I solutions/p20 benchmarks/kernel_tuning.mojo "$@" 2>&1 | tee -a "$log"
     ;;
   *)
     echo "unknown step $step" >&2

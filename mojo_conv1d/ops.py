@@ -80,23 +80,25 @@ def _model(name: str, dtype: torch.dtype, device: torch.device) -> Model:
         return model
 
 
-_max_streams: dict[int, torch.cuda.ExternalStream] = {}
+_gpus: dict[torch.device, tuple[Accelerator, torch.cuda.ExternalStream]] = {}
 
 
-def _max_stream(device: torch.device) -> torch.cuda.ExternalStream:
-    """MAX's own stream on this GPU, as a torch stream object."""
-    if (stream := _max_streams.get(device.index)) is None:
-        handle = Accelerator(device.index).default_queue.native_stream_handle
-        stream = _max_streams.setdefault(device.index, torch.cuda.ExternalStream(handle, device=device))
-    return stream
+def _gpu(device: torch.device) -> tuple[Accelerator, torch.cuda.ExternalStream]:
+    """MAX's handle of this GPU and its stream (as a torch stream object)."""
+    if (gpu := _gpus.get(device)) is None:
+        accelerator = Accelerator(device.index)
+        stream = torch.cuda.ExternalStream(accelerator.default_queue.native_stream_handle, device=device)
+        gpu = _gpus.setdefault(device, (accelerator, stream))
+    return gpu
 
 
 def _run(name: str, *tensors: torch.Tensor) -> None:
     """Runs Mojo op `name` on (output, inputs...), ordered on the GPU like
     any PyTorch kernel: MAX launches on its own stream, so that stream waits
     for PyTorch's current stream before the op, and PyTorch's stream waits for
-    it after. The tensors are marked as used on MAX's stream, so PyTorch's
-    allocator does not hand their memory out again before the op is done."""
+    it after. (That second wait also covers the caching allocator: memory
+    freed after the op is reused on PyTorch's stream, behind the wait, so no
+    record_stream is needed.)"""
     first = tensors[0]
     device = _device_key(first.device)
     model = _model(name, first.dtype, device)
@@ -109,16 +111,14 @@ def _run(name: str, *tensors: torch.Tensor) -> None:
             "stream outside the capture. Under torch.compile(mode='reduce-overhead') "
             "the op is left out of the graphs automatically."
         )
+    accelerator, max_stream = _gpu(device)
     torch_stream = torch.cuda.current_stream(device)
-    max_stream = _max_stream(device)
     max_stream.wait_stream(torch_stream)
-    # The fence above already orders the buffers, so DLPack need not sync
+    # The wait above orders the buffers already, so DLPack need not sync
     # streams again (torch's __dlpack__(stream=...) path is slow).
-    max_device = Accelerator(device.index)
-    model.execute(*[Buffer._from_dlpack(t.__dlpack__(), max_device, max_stream.cuda_stream) for t in tensors])
+    handle = max_stream.cuda_stream
+    model.execute(*[Buffer._from_dlpack(t.__dlpack__(), accelerator, handle) for t in tensors])
     torch_stream.wait_stream(max_stream)
-    for t in tensors:
-        t.record_stream(max_stream)
 
 
 def _check_args(input: torch.Tensor, kernel: torch.Tensor) -> None:

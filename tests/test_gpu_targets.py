@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels.mojo"
-KERNELS = ["correlate_gpu_kernel", "grad_kernel_partials_kernel", "grad_kernel_reduce_kernel"]
+KERNELS = ["correlate_gpu_kernel", "correlate_small_gpu_kernel", "grad_kernel_partials_kernel", "grad_kernel_reduce_kernel"]
 DTYPES = 4  # the harness instantiates each kernel for f32, f16, bf16 and f64
 
 

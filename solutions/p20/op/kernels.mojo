@@ -45,7 +45,9 @@ def swizzle(i: Int) -> Int:
     return i + (i >> 5) * 4
 
 
-comptime STAGED = TILE + K_CHUNK  # input elements staged per step, at most
+# Input elements staged per step, at most, plus one spare step of R that the
+# inner loop may read ahead (and never use).
+comptime STAGED = TILE + K_CHUNK + OUTPUTS_PER_THREAD
 
 
 @always_inline
@@ -130,7 +132,7 @@ def correlate_gpu_kernel[
         swizzle(STAGED), Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var ws = stack_allocation[
-        K_CHUNK, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+        K_CHUNK + R, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
     var N = Int(n)
@@ -189,30 +191,32 @@ def correlate_gpu_kernel[
 
         # Slide a window of 2R inputs over the staged span: each step of R
         # taps reads R new inputs and R taps, and does R * R multiply-adds.
+        # The next step's shared-memory reads are issued before this step's
+        # arithmetic, so their latency hides behind it.
         var window = xs.unsafe_load[width=R, alignment=16](swizzle(base))
+        var ahead = xs.unsafe_load[width=R, alignment=16](swizzle(base + R))
+        var taps = ws.unsafe_load[width=R, alignment=16](0)
         var j0 = 0
         while j0 < kc_padded:
-            var ahead = xs.unsafe_load[width=R, alignment=16](swizzle(base + R + j0))
-            var taps = ws.unsafe_load[width=R, alignment=16](j0)
+            var next_ahead = xs.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
+            var next_taps = ws.unsafe_load[width=R, alignment=16](j0 + R)
             var full = window.join(ahead)
             comptime for jj in range(R):
                 comptime for r in range(R):
                     sums[r] += full[r + jj] * taps[jj]
             window = ahead
+            ahead = next_ahead
+            taps = next_taps
             j0 += R
 
         if chunk == chunks - 1:
-            # Stage the results through shared memory so the global stores coalesce.
-            barrier()
-            xs.unsafe_store[alignment=16](swizzle(base), sums)
-            barrier()
+            # Each thread writes its R consecutive outputs, 16 bytes per store.
             var row = tile // tiles_per_row
-            var tile_start = (tile % tiles_per_row) * TILE
+            var i0 = (tile % tiles_per_row) * TILE + base
             var out_row = output.unsafe_offset(row * N)
-            comptime for m in range(MAIN):
-                var v = tid + m * THREADS
-                var i = tile_start + v * VW
-                var values = xs.unsafe_load[width=VW, alignment=16](swizzle(v * VW)).cast[dtype]()
+            comptime for m in range(R // VW):
+                var i = i0 + m * VW
+                var values = sums.slice[VW, offset = m * VW]().cast[dtype]()
                 if io and i + VW <= N:
                     out_row.unsafe_store[alignment=16](i, values)
                 else:
@@ -224,6 +228,85 @@ def correlate_gpu_kernel[
             break
         tile = next_tile
         chunk = next_chunk
+
+
+comptime MAX_BLOCKS = 1 << 20  # the small kernel's threads loop beyond this
+comptime SMALL_K = 2 * OUTPUTS_PER_THREAD  # up to this many taps, no shared-memory staging
+
+
+def correlate_small_gpu_kernel[
+    dtype: DType
+](
+    output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int64,
+    n: Int64,
+    k: Int64,
+    shift: Int64,
+    flip: Int32,
+    vector_io: Int32,
+):
+    """The same sum for k <= SMALL_K, where the op is bound by memory traffic:
+    each thread computes R consecutive outputs from inputs it loads straight
+    into registers, 16 bytes per load (the overlap with its neighbours' loads
+    is served by the cache). No shared-memory tiles, so no barriers in the loop.
+    """
+    comptime acc = accum_type[dtype]
+    comptime R = OUTPUTS_PER_THREAD
+    comptime VW = 16 // size_of[dtype]()
+    var ws = stack_allocation[
+        SMALL_K + R, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+    ]()
+    var tid = Int(thread_idx.x)
+    var N = Int(n)
+    var K = Int(k)
+    var io = vector_io != 0
+    # The taps, once per block, zero-padded to SMALL_K (+ R for the read-ahead).
+    if tid < SMALL_K + R:
+        var tap = Scalar[acc](0)
+        if tid < K:
+            tap = kernel.unsafe_load(K - 1 - tid if flip != 0 else tid).cast[acc]()
+        ws.unsafe_store(tid, tap)
+    barrier()
+    var k_padded = ceildiv(K, R) * R
+    var groups_per_row = ceildiv(N, R)
+    var total = Int(rows) * groups_per_row
+    var g = Int(block_idx.x) * THREADS + tid
+    while g < total:
+        var row = g // groups_per_row
+        var i0 = (g % groups_per_row) * R
+        var x_row = input.unsafe_offset(row * N)
+        var src = i0 - Int(shift)
+        var window = SIMD[acc, R](0)
+        var ahead = SIMD[acc, R](0)
+        comptime for m in range(R // VW):
+            window = window.insert[offset = m * VW](load_vector[dtype, VW](x_row, src + m * VW, N, io))
+            ahead = ahead.insert[offset = m * VW](load_vector[dtype, VW](x_row, src + R + m * VW, N, io))
+        var sums = SIMD[acc, R](0)
+        var j0 = 0
+        while j0 < k_padded:
+            var taps = ws.unsafe_load[width=R, alignment=16](j0)
+            var full = window.join(ahead)
+            comptime for jj in range(R):
+                comptime for r in range(R):
+                    sums[r] += full[r + jj] * taps[jj]
+            j0 += R
+            if j0 < k_padded:
+                window = ahead
+                comptime for m in range(R // VW):
+                    ahead = ahead.insert[offset = m * VW](load_vector[dtype, VW](x_row, src + j0 + R + m * VW, N, io))
+        var out_row = output.unsafe_offset(row * N)
+        comptime for m in range(R // VW):
+            var i = i0 + m * VW
+            var values = sums.slice[VW, offset = m * VW]().cast[dtype]()
+            if io and i + VW <= N:
+                out_row.unsafe_store[alignment=16](i, values)
+            else:
+                comptime for e in range(VW):
+                    if i + e < N:
+                        out_row.unsafe_store(i + e, values[e])
+        g += Int(grid_dim.x) * THREADS
 
 
 def correlate_gpu[
@@ -240,8 +323,9 @@ def correlate_gpu[
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
 ) raises:
-    """Launches correlate_gpu_kernel: blocks_per_sm blocks per multiprocessor,
-    or one per tile when there are fewer tiles."""
+    """Launches correlate_small_gpu_kernel for k <= SMALL_K, one thread per R
+    outputs; else correlate_gpu_kernel, blocks_per_sm blocks per multiprocessor
+    (or one per tile when there are fewer tiles)."""
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and a staged span that starts
@@ -249,19 +333,21 @@ def correlate_gpu[
     comptime VW = 16 // size_of[dtype]()
     var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
+    var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
+    if k <= SMALL_K:
+        comptime small = correlate_small_gpu_kernel[dtype]
+        var groups = rows * ceildiv(n, OUTPUTS_PER_THREAD)
+        ctx.enqueue_function[small](
+            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+            grid_dim=min(ceildiv(groups, THREADS), MAX_BLOCKS),
+            block_dim=THREADS,
+        )
+        return
     var tiles = rows * ceildiv(n, TILE)
     var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    comptime kern = correlate_gpu_kernel[dtype]
-    ctx.enqueue_function[kern](
-        output,
-        input,
-        kernel,
-        Int64(rows),
-        Int64(n),
-        Int64(k),
-        Int64(shift),
-        Int32(1 if flip else 0),
-        Int32(1 if vector_io else 0),
+    comptime tiled = correlate_gpu_kernel[dtype]
+    ctx.enqueue_function[tiled](
+        output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
         grid_dim=min(tiles, sms * blocks_per_sm),
         block_dim=THREADS,
     )
