@@ -274,8 +274,13 @@ def correlate_small_gpu_kernel[
     var total = Int(rows) * groups_per_row
     var g = Int(block_idx.x) * THREADS + tid
     while g < total:
-        var row = g // groups_per_row
-        var i0 = (g % groups_per_row) * R
+        # Row and position of group g. A 64-bit division costs more than this
+        # thread's arithmetic, so it is avoided for one row and made 32-bit
+        # where the count allows.
+        var row = 0
+        if Int(rows) > 1:
+            row = Int(UInt32(g) // UInt32(groups_per_row)) if total <= Int(UInt32.MAX) else g // groups_per_row
+        var i0 = (g - row * groups_per_row) * R
         var x_row = input.unsafe_offset(row * N)
         var src = i0 - Int(shift)
         var window = SIMD[acc, R](0)
