@@ -13,7 +13,8 @@ Sizes are runtime values, so one compiled kernel serves every length.
 from std.math import ceildiv
 from std.sys import simd_width_of, size_of
 from max.algorithm import sync_parallelize
-from max.gpu import thread_idx, block_idx, block_dim, grid_dim, barrier
+from max.gpu import WARP_SIZE, barrier, block_dim, block_idx, grid_dim, lane_id, thread_idx
+from max.gpu.primitives.warp import shuffle_down
 from max.gpu.host import DeviceAttribute, DeviceContext
 from max.gpu.memory import AddressSpace
 from std.memory import stack_allocation
@@ -28,7 +29,7 @@ comptime accum_type[dtype: DType] = DType.float64 if dtype == DType.float64 else
 # ===----------------------------------------------------------------------=== #
 
 comptime THREADS = 256  # threads per block; a multiple of any warp/wavefront size
-comptime OUTPUTS_PER_THREAD = 8  # consecutive outputs each thread accumulates in registers
+comptime OUTPUTS_PER_THREAD = 16  # consecutive outputs each thread accumulates in registers
 comptime TILE = THREADS * OUTPUTS_PER_THREAD  # outputs per block and step
 comptime K_CHUNK = 1024  # kernel taps staged in shared memory at a time
 comptime BLOCKS_PER_SM = 4  # blocks launched per multiprocessor; each loops over tiles
@@ -38,8 +39,8 @@ comptime BLOCKS_PER_SM = 4  # blocks launched per multiprocessor; each loops ove
 def swizzle(i: Int) -> Int:
     """Shared-memory slot of staged element i: 4 unused slots after every 32.
 
-    Thread t reads the 8 elements from 8 * t on, as two 16-byte loads; without
-    the gaps, threads t and t + 4 of a quarter warp would hit the same banks.
+    Thread t reads the R elements from R * t on, 16 bytes per load; without
+    the gaps, the threads of a quarter warp would hit the same banks.
     Runs of 4 that start at a multiple of 4 stay contiguous and 16-byte aligned.
     """
     return i + (i >> 5) * 4
@@ -230,8 +231,9 @@ def correlate_gpu_kernel[
         chunk = next_chunk
 
 
-comptime MAX_BLOCKS = 1 << 20  # the small kernel's threads loop beyond this
-comptime SMALL_K = 2 * OUTPUTS_PER_THREAD  # up to this many taps, no shared-memory staging
+comptime SMALL_K = 16  # up to this many taps, the kernel without shared-memory tiles
+comptime SMALL_GROUPS = 2  # 16-byte groups of outputs per thread in that kernel
+comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
 
 
 def correlate_small_gpu_kernel[
@@ -247,71 +249,75 @@ def correlate_small_gpu_kernel[
     flip: Int32,
     vector_io: Int32,
 ):
-    """The same sum for k <= SMALL_K, where the op is bound by memory traffic:
-    each thread computes R consecutive outputs from inputs it loads straight
-    into registers, 16 bytes per load (the overlap with its neighbours' loads
-    is served by the cache). No shared-memory tiles, so no barriers in the loop.
+    """The same sum for k <= SMALL_K, where the op is bound by memory traffic.
+
+    A block covers SMALL_GROUPS spans of THREADS * VW outputs; in each span
+    thread t owns the VW outputs (one 16-byte vector) from t * VW on, so every
+    global load and store of a warp is one contiguous run. Each input vector
+    is loaded from memory once: the next vector of the window comes from the
+    neighbouring lane by a warp shuffle, and only a warp's last lane loads it.
     """
     comptime acc = accum_type[dtype]
-    comptime R = OUTPUTS_PER_THREAD
     comptime VW = 16 // size_of[dtype]()
+    comptime SPAN = THREADS * VW
+    comptime BLOCK_OUTPUTS = SMALL_GROUPS * SPAN
     var ws = stack_allocation[
-        SMALL_K + R, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+        SMALL_K, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
+    var last_lane = Int(lane_id()) == WARP_SIZE - 1
     var N = Int(n)
     var K = Int(k)
     var io = vector_io != 0
-    # The taps, once per block, zero-padded to SMALL_K (+ R for the read-ahead).
-    if tid < SMALL_K + R:
+    # The taps, once per block, zero-padded to SMALL_K.
+    if tid < SMALL_K:
         var tap = Scalar[acc](0)
         if tid < K:
             tap = kernel.unsafe_load(K - 1 - tid if flip != 0 else tid).cast[acc]()
         ws.unsafe_store(tid, tap)
     barrier()
-    var k_padded = ceildiv(K, R) * R
-    var groups_per_row = ceildiv(N, R)
-    var total = Int(rows) * groups_per_row
-    var g = Int(block_idx.x) * THREADS + tid
-    while g < total:
-        # Row and position of group g. A 64-bit division costs more than this
-        # thread's arithmetic, so it is avoided for one row and made 32-bit
-        # where the count allows.
+    var steps = ceildiv(K, VW)
+    var tiles_per_row = ceildiv(N, BLOCK_OUTPUTS)
+    var total = Int(rows) * tiles_per_row
+    var tile = Int(block_idx.x)
+    while tile < total:  # the same for every thread of the block
+        # A 64-bit division costs more than a group's arithmetic: avoid it for
+        # one row and make it 32-bit where the count allows.
         var row = 0
         if Int(rows) > 1:
-            row = Int(UInt32(g) // UInt32(groups_per_row)) if total <= Int(UInt32.MAX) else g // groups_per_row
-        var i0 = (g - row * groups_per_row) * R
+            row = Int(UInt32(tile) // UInt32(tiles_per_row)) if total <= Int(UInt32.MAX) else tile // tiles_per_row
+        var start = (tile - row * tiles_per_row) * BLOCK_OUTPUTS + tid * VW
         var x_row = input.unsafe_offset(row * N)
-        var src = i0 - Int(shift)
-        var window = SIMD[acc, R](0)
-        var ahead = SIMD[acc, R](0)
-        comptime for m in range(R // VW):
-            window = window.insert[offset = m * VW](load_vector[dtype, VW](x_row, src + m * VW, N, io))
-            ahead = ahead.insert[offset = m * VW](load_vector[dtype, VW](x_row, src + R + m * VW, N, io))
-        var sums = SIMD[acc, R](0)
-        var j0 = 0
-        while j0 < k_padded:
-            var taps = ws.unsafe_load[width=R, alignment=16](j0)
-            var full = window.join(ahead)
-            comptime for jj in range(R):
-                comptime for r in range(R):
-                    sums[r] += full[r + jj] * taps[jj]
-            j0 += R
-            if j0 < k_padded:
-                window = ahead
-                comptime for m in range(R // VW):
-                    ahead = ahead.insert[offset = m * VW](load_vector[dtype, VW](x_row, src + j0 + R + m * VW, N, io))
         var out_row = output.unsafe_offset(row * N)
-        comptime for m in range(R // VW):
-            var i = i0 + m * VW
-            var values = sums.slice[VW, offset = m * VW]().cast[dtype]()
+        # Both groups' first loads go out before any arithmetic.
+        var first = SIMD[acc, SMALL_GROUPS * VW](0)
+        comptime for m in range(SMALL_GROUPS):
+            first = first.insert[offset = m * VW](load_vector[dtype, VW](x_row, start + m * SPAN - Int(shift), N, io))
+        comptime for m in range(SMALL_GROUPS):
+            var i = start + m * SPAN
+            var current = first.slice[VW, offset = m * VW]()
+            var sums = SIMD[acc, VW](0)
+            for s in range(steps):
+                # The window's next VW inputs are the next lane's current ones.
+                var following = SIMD[acc, VW](0)
+                comptime for e in range(VW):
+                    following[e] = shuffle_down(current[e], 1)
+                if last_lane:
+                    following = load_vector[dtype, VW](x_row, i - Int(shift) + (s + 1) * VW, N, io)
+                var taps = ws.unsafe_load[width=VW, alignment = VW * size_of[acc]()](s * VW)
+                var window = current.join(following)
+                comptime for jj in range(VW):
+                    comptime for r in range(VW):
+                        sums[r] += window[r + jj] * taps[jj]
+                current = following
+            var values = sums.cast[dtype]()
             if io and i + VW <= N:
                 out_row.unsafe_store[alignment=16](i, values)
             else:
                 comptime for e in range(VW):
                     if i + e < N:
                         out_row.unsafe_store(i + e, values[e])
-        g += Int(grid_dim.x) * THREADS
+        tile += Int(grid_dim.x)
 
 
 def correlate_gpu[
@@ -328,8 +334,7 @@ def correlate_gpu[
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
 ) raises:
-    """Launches correlate_small_gpu_kernel for k <= SMALL_K, one thread per R
-    outputs; else correlate_gpu_kernel, blocks_per_sm blocks per multiprocessor
+    """Launches correlate_small_gpu_kernel for k <= SMALL_K; else correlate_gpu_kernel, blocks_per_sm blocks per multiprocessor
     (or one per tile when there are fewer tiles)."""
     if rows == 0 or n == 0:
         return
@@ -341,10 +346,10 @@ def correlate_gpu[
     var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
     if k <= SMALL_K:
         comptime small = correlate_small_gpu_kernel[dtype]
-        var groups = rows * ceildiv(n, OUTPUTS_PER_THREAD)
+        var tiles = rows * ceildiv(n, SMALL_GROUPS * THREADS * VW)
         ctx.enqueue_function[small](
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-            grid_dim=min(ceildiv(groups, THREADS), MAX_BLOCKS),
+            grid_dim=min(tiles, MAX_BLOCKS),
             block_dim=THREADS,
         )
         return
