@@ -32,7 +32,7 @@ comptime THREADS = 256  # threads per block; a multiple of any warp/wavefront si
 comptime OUTPUTS_PER_THREAD = 16  # consecutive outputs each thread accumulates in registers
 comptime TILE = THREADS * OUTPUTS_PER_THREAD  # outputs per block and step
 comptime K_CHUNK = 1024  # kernel taps staged in shared memory at a time
-comptime BLOCKS_PER_SM = 4  # blocks launched per multiprocessor; each loops over tiles
+comptime BLOCKS_PER_SM = 2  # blocks launched per multiprocessor (as many as fit); each loops over tiles
 
 
 @always_inline
@@ -231,7 +231,8 @@ def correlate_gpu_kernel[
         chunk = next_chunk
 
 
-comptime SMALL_K = 16  # up to this many taps, the kernel without shared-memory tiles
+comptime SMALL_K = 12  # up to this many taps, the kernel without shared-memory tiles
+comptime SMALL_TAPS = 16  # its taps array: SMALL_K rounded up to whole 16-byte vectors of any dtype
 comptime SMALL_GROUPS = 2  # 16-byte groups of outputs per thread in that kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
 
@@ -262,15 +263,15 @@ def correlate_small_gpu_kernel[
     comptime SPAN = THREADS * VW
     comptime BLOCK_OUTPUTS = SMALL_GROUPS * SPAN
     var ws = stack_allocation[
-        SMALL_K, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+        SMALL_TAPS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
     var last_lane = Int(lane_id()) == WARP_SIZE - 1
     var N = Int(n)
     var K = Int(k)
     var io = vector_io != 0
-    # The taps, once per block, zero-padded to SMALL_K.
-    if tid < SMALL_K:
+    # The taps, once per block, zero-padded to SMALL_TAPS.
+    if tid < SMALL_TAPS:
         var tap = Scalar[acc](0)
         if tid < K:
             tap = kernel.unsafe_load(K - 1 - tid if flip != 0 else tid).cast[acc]()
