@@ -32,7 +32,15 @@ def main(argv=None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: None)
+    if device.type == "cuda":
+        from max.driver import Accelerator
+
+        def sync():
+            # MAX runs on its own stream: wait for the whole device, not only torch's stream.
+            Accelerator().synchronize()
+            torch.cuda.synchronize()
+
     x = torch.arange(15, dtype=torch.float32, device=device)
     w = torch.arange(4, dtype=torch.float32, device=device)
     rows, out, taps = ops._rows(x), torch.empty(1, 15, device=device), ops._taps(w)
@@ -44,7 +52,7 @@ def main(argv=None) -> int:
         "conv1d(x, w): the public function": lambda: conv1d(x, w),
         "torch.ops.mojo_conv1d.conv1d (torch.library dispatch)": lambda: torch.ops.mojo_conv1d.conv1d(x, w),
         "ops._run: DLPack, stream fence, model.execute": lambda: ops._run("conv1d_forward", out, rows, taps),
-        "Buffer.from_dlpack of the 3 tensors": lambda: [Buffer.from_dlpack(t) for t in (out, rows, taps)],
+        "Buffer.from_dlpack of the 3 tensors (MAX's general path)": lambda: [Buffer.from_dlpack(t) for t in (out, rows, taps)],
         "model.execute on buffers made in advance": lambda: model.execute(*buffers),
         "F.conv1d, for comparison": lambda: torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)),
     }
