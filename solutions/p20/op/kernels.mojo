@@ -1,4 +1,6 @@
-"""Kernels of the conv1d ops: one GPU design and one CPU design, shared by every op.
+"""Kernels of the conv1d ops, shared by every op: two GPU kernels (one for short
+kernels, bound by memory traffic; one with shared-memory tiles for longer ones),
+their gradient-for-the-kernel reduction, and the CPU versions.
 
 Every op in this package computes, for each row r and each i in [0, n):
 
@@ -13,7 +15,7 @@ Sizes are runtime values, so one compiled kernel serves every length.
 from std.math import ceildiv
 from std.sys import simd_width_of, size_of
 from max.algorithm import sync_parallelize
-from max.gpu import WARP_SIZE, barrier, block_dim, block_idx, grid_dim, lane_id, thread_idx
+from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx
 from max.gpu.primitives.warp import shuffle_down
 from max.gpu.host import DeviceAttribute, DeviceContext
 from max.gpu.memory import AddressSpace
