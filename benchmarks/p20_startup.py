@@ -27,7 +27,7 @@ import p20  # noqa: E402
 
 lap("import torch, max and the driver")
 library = p20.op_library()
-lap("CustomOpLibrary: compile the Mojo package")
+lap("CustomOpLibrary(op_package()): load the .mojoc")
 op = library.conv1d[{"input_size": 15, "conv_size": 4}]
 x, w = torch.arange(15.0), torch.arange(4.0)
 op(torch.empty_like(x), x, w)

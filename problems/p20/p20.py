@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
+import importlib.metadata
 import inspect
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from max.experimental.torch import CustomOpLibrary
 
-OP_PACKAGE = Path(__file__).parent / "op"
+OP_SOURCE = Path(__file__).parent / "op"
 
 
 class PuzzleNotSolved(Exception):
@@ -42,9 +45,36 @@ def note(message: str) -> None:
 
 
 @functools.cache
+def op_package() -> Path:
+    """The Mojo package in ./op compiled to a .mojoc, once: kept on disk and
+    reused until its sources or the Mojo version change. (Given the source
+    folder, MAX would compile it again for every library and graph.)"""
+    from mojo.run import subprocess_run_mojo
+
+    source = OP_SOURCE.resolve()
+    digest = hashlib.sha256(importlib.metadata.version("mojo").encode())
+    for path in sorted(source.glob("*.mojo")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    package = Path(tempfile.gettempdir()) / f"puzzle20-{os.getuid()}" / digest.hexdigest()[:16] / "op.mojoc"
+    if not package.exists():
+        note(f"[p20] compiling the Mojo package {os.path.relpath(OP_SOURCE)} (kept in {package.parent})")
+        # The compiler names the module after the file, so the staged file has the final name.
+        staging = package.parent / f"staging-{os.getpid()}"
+        staging.mkdir(parents=True, exist_ok=True)
+        result = subprocess_run_mojo(
+            ["precompile", str(source), "-o", str(staging / package.name)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"compiling the Mojo package {source} failed:\n{result.stderr}")
+        os.replace(staging / package.name, package)
+        staging.rmdir()
+    return package
+
+
+@functools.cache
 def op_library() -> CustomOpLibrary:
     """The Mojo package, loaded once per process."""
-    return CustomOpLibrary(OP_PACKAGE)
+    return CustomOpLibrary(op_package())
 
 
 @functools.cache
@@ -89,7 +119,7 @@ def max_graph_model(input_size: int, conv_size: int, device: str):
             TensorType(DType.float32, [input_size], ref),
             TensorType(DType.float32, [conv_size], ref),
         ],
-        custom_extensions=[OP_PACKAGE],
+        custom_extensions=[op_package()],
     ) as graph:
         input_value, kernel_value = graph.inputs
         # MAX allocates the output from out_types; no output tensor is passed in.
