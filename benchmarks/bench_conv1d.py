@@ -112,7 +112,7 @@ def triton_conv1d():
 def max_graph_conv1d(dtype: torch.dtype):
     """The op's MAX graph (the package's conv1d_forward, symbolic lengths),
     executed directly on buffers made once: no PyTorch layer, no DLPack per call."""
-    from max.driver import Accelerator, Buffer
+    from max.driver import Buffer
 
     from mojo_conv1d import ops
 
@@ -130,7 +130,7 @@ def max_graph_conv1d(dtype: torch.dtype):
 
     def sync():
         # The graph runs on MAX's own stream; wait for the whole device.
-        Accelerator(device.index).synchronize()
+        ops._gpu(device)[0].synchronize()
         torch.cuda.synchronize()
 
     return run, sync

@@ -65,7 +65,7 @@ def _model(name: str, dtype: torch.dtype, device: torch.device) -> Model:
             _kernels = KernelLibrary()
             _kernels.load_paths([OP_PACKAGE])  # compiles the package, once
         if (session := _sessions.get(device)) is None:
-            max_device = Accelerator(device.index) if device.type == "cuda" else CPU()
+            max_device = _gpu(device)[0] if device.type == "cuda" else CPU()
             session = _sessions[device] = InferenceSession(devices=[max_device])
         max_dtype: DType = torch_dtype_to_max(dtype)
         ref = DeviceRef.GPU(device.index) if device.type == "cuda" else DeviceRef.CPU()

@@ -72,6 +72,22 @@ def load_vector[
 
 
 @always_inline
+def store_vector[
+    dtype: DType, width: Int
+](
+    row: Pointer[Scalar[dtype], MutAnyOrigin], start: Int, n: Int, vector_io: Bool, values: SIMD[dtype, width]
+):
+    """Writes values to row[start : start + width], skipping what lies past n.
+    One 16-byte store when vector_io allows it and the vector lies inside."""
+    if vector_io and start + width <= n:
+        row.unsafe_store[alignment=16](start, values)
+        return
+    comptime for e in range(width):
+        if start + e < n:
+            row.unsafe_store(start + e, values[e])
+
+
+@always_inline
 def load_step[
     dtype: DType, main_width: Int, halo_width: Int
 ](
@@ -218,20 +234,17 @@ def correlate_gpu_kernel[
             var i0 = (tile % tiles_per_row) * TILE + base
             var out_row = output.unsafe_offset(row * N)
             comptime for m in range(R // VW):
-                var i = i0 + m * VW
-                var values = sums.slice[VW, offset = m * VW]().cast[dtype]()
-                if io and i + VW <= N:
-                    out_row.unsafe_store[alignment=16](i, values)
-                else:
-                    comptime for e in range(VW):
-                        if i + e < N:
-                            out_row.unsafe_store(i + e, values[e])
+                store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
             sums = SIMD[acc, R](0)
         if not more:
             break
         tile = next_tile
         chunk = next_chunk
 
+
+# ===----------------------------------------------------------------------=== #
+# GPU: short kernels, straight from memory
+# ===----------------------------------------------------------------------=== #
 
 comptime SMALL_K = 12  # up to this many taps, the kernel without shared-memory tiles
 comptime SMALL_TAPS = 16  # its taps array: SMALL_K rounded up to whole 16-byte vectors of any dtype
@@ -313,13 +326,7 @@ def correlate_small_gpu_kernel[
                     comptime for r in range(VW):
                         sums[r] += window[r + jj] * taps[jj]
                 current = following
-            var values = sums.cast[dtype]()
-            if io and i + VW <= N:
-                out_row.unsafe_store[alignment=16](i, values)
-            else:
-                comptime for e in range(VW):
-                    if i + e < N:
-                        out_row.unsafe_store(i + e, values[e])
+            store_vector(out_row, i, N, io, sums.cast[dtype]())
         tile += Int(grid_dim.x)
 
 
@@ -337,8 +344,9 @@ def correlate_gpu[
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
 ) raises:
-    """Launches correlate_small_gpu_kernel for k <= SMALL_K; else correlate_gpu_kernel, blocks_per_sm blocks per multiprocessor
-    (or one per tile when there are fewer tiles)."""
+    """Launches correlate_small_gpu_kernel for k <= SMALL_K; else
+    correlate_gpu_kernel with blocks_per_sm blocks per multiprocessor (or one
+    per tile when there are fewer tiles)."""
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and a staged span that starts
