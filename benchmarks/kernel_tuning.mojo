@@ -3,13 +3,18 @@ sizes (blocks per multiprocessor), against a device-to-device copy of the
 same bytes. Used to pick BLOCKS_PER_SM in solutions/p20/op/kernels.mojo; the
 benchmark of record is bench_conv1d.py.
 
-    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo
+    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo [blocks per SM ...]
+    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo --once K
+
+The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12).
+With --once, it launches the op's kernel for K taps once and exits (for ncu).
 """
 
 from std.math import ceildiv
+from std.sys import argv
 from std.time import perf_counter_ns
 from max.gpu.host import DeviceAttribute, DeviceContext
-from op.kernels import BLOCKS_PER_SM, SMALL_K, TILE, correlate_gpu
+from op.kernels import BLOCKS_PER_SM, K_CHUNK, SMALL_K, THREADS, TILE, correlate_gpu
 
 comptime N = 1 << 26
 comptime CALLS = 20
@@ -36,7 +41,17 @@ def main() raises:
     var x = rebind[P](x_buf.unsafe_ptr())
     var w = rebind[P](w_buf.unsafe_ptr())
     var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    print("multiprocessors", sms, "| N = 2^26 float32 | tiles", ceildiv(N, TILE), "| median-free mean of", CALLS, "launches")
+    var tiled_grids = List[Int]()
+    var args = argv()
+    if len(args) == 3 and args[1] == "--once":
+        correlate_gpu[DType.float32](ctx, out, x, w, 1, N, Int(args[2]), 0, False)
+        ctx.synchronize()
+        return
+    for i in range(1, len(args)):
+        tiled_grids.append(Int(args[i]))
+    if len(tiled_grids) == 0:
+        tiled_grids = [2, 3, 4, 6, 8, 12]
+    print("multiprocessors", sms, "| N = 2^26 float32 | THREADS", THREADS, "| TILE", TILE, "| K_CHUNK", K_CHUNK, "| tiles", ceildiv(N, TILE), "| mean of", CALLS, "launches")
 
     # The roofline: a device-to-device copy of the op's bytes (read N, write N).
     ctx.enqueue_copy(out_buf, x_buf)
@@ -50,13 +65,13 @@ def main() raises:
 
     # K <= SMALL_K runs the small kernel, whose grid does not depend on
     # blocks_per_sm; the others run the tiled kernel.
-    var ks = [4, 8, 16, 17, 32, 64, 256, 1500]
+    var ks = [4, 8, 16, 32, 64, 256, 1500]
     for k in ks:
         var grids = List[Int]()
         if k <= SMALL_K:
             grids.append(BLOCKS_PER_SM)
         else:
-            grids = [2, 3, 4, 5, 6, 8, 12]
+            grids = tiled_grids.copy()
         # Spot-check against the host before timing.
         correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False)
         ctx.enqueue_copy(host_out, out_buf)

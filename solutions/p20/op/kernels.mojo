@@ -48,6 +48,17 @@ def swizzle(i: Int) -> Int:
     return i + (i >> 5) * 4
 
 
+@always_inline
+def split_tile(tile: Int, tiles_per_row: Int, total_tiles: Int) -> Tuple[Int, Int]:
+    """(row, tile within the row) of a flat tile index. A 64-bit division is a
+    call on the GPU, and a call waits for every load in flight (the next
+    tile's too): divide in 32 bits where the count allows."""
+    if total_tiles == tiles_per_row:
+        return (0, tile)
+    var row = Int(UInt32(tile) // UInt32(tiles_per_row)) if total_tiles <= Int(UInt32.MAX) else tile // tiles_per_row
+    return (row, tile - row * tiles_per_row)
+
+
 # Input elements staged per step, at most, plus one spare step of R that the
 # inner loop may read ahead (and never use).
 comptime STAGED = TILE + K_CHUNK + OUTPUTS_PER_THREAD
@@ -97,6 +108,7 @@ def load_step[
     tile: Int,
     chunk: Int,
     tiles_per_row: Int,
+    total_tiles: Int,
     n: Int,
     k: Int,
     shift: Int,
@@ -106,8 +118,9 @@ def load_step[
     (its vectors of the tile) and halo (its vectors past the tile)."""
     comptime VW = 16 // size_of[dtype]()
     var tid = Int(thread_idx.x)
-    var x_row = input.unsafe_offset((tile // tiles_per_row) * n)
-    var src0 = (tile % tiles_per_row) * TILE + chunk * K_CHUNK - shift
+    var row_col = split_tile(tile, tiles_per_row, total_tiles)
+    var x_row = input.unsafe_offset(row_col[0] * n)
+    var src0 = row_col[1] * TILE + chunk * K_CHUNK - shift
     var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD
     comptime for m in range(main_width // VW):
         var v = tid + m * THREADS
@@ -170,7 +183,7 @@ def correlate_gpu_kernel[
     var chunk = 0
     if tile >= total_tiles:
         return
-    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, N, K, Int(shift), io)
+    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
     var sums = SIMD[acc, R](0)
     while True:
         var k0 = chunk * K_CHUNK
@@ -206,7 +219,7 @@ def correlate_gpu_kernel[
             next_tile += Int(grid_dim.x)
         var more = next_tile < total_tiles
         if more:
-            load_step[dtype](main, halo, input, next_tile, next_chunk, tiles_per_row, N, K, Int(shift), io)
+            load_step[dtype](main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
 
         # Slide a window of 2R inputs over the staged span: each step of R
         # taps reads R new inputs and R taps, and does R * R multiply-adds.
@@ -230,9 +243,9 @@ def correlate_gpu_kernel[
 
         if chunk == chunks - 1:
             # Each thread writes its R consecutive outputs, 16 bytes per store.
-            var row = tile // tiles_per_row
-            var i0 = (tile % tiles_per_row) * TILE + base
-            var out_row = output.unsafe_offset(row * N)
+            var row_col = split_tile(tile, tiles_per_row, total_tiles)
+            var i0 = row_col[1] * TILE + base
+            var out_row = output.unsafe_offset(row_col[0] * N)
             comptime for m in range(R // VW):
                 store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
             sums = SIMD[acc, R](0)
@@ -297,12 +310,9 @@ def correlate_small_gpu_kernel[
     var total = Int(rows) * tiles_per_row
     var tile = Int(block_idx.x)
     while tile < total:  # the same for every thread of the block
-        # A 64-bit division costs more than a group's arithmetic: avoid it for
-        # one row and make it 32-bit where the count allows.
-        var row = 0
-        if Int(rows) > 1:
-            row = Int(UInt32(tile) // UInt32(tiles_per_row)) if total <= Int(UInt32.MAX) else tile // tiles_per_row
-        var start = (tile - row * tiles_per_row) * BLOCK_OUTPUTS + tid * VW
+        var row_col = split_tile(tile, tiles_per_row, total)
+        var row = row_col[0]
+        var start = row_col[1] * BLOCK_OUTPUTS + tid * VW
         var x_row = input.unsafe_offset(row * N)
         var out_row = output.unsafe_offset(row * N)
         # Both groups' first loads go out before any arithmetic.
