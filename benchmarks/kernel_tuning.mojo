@@ -6,7 +6,8 @@ benchmark of record is bench_conv1d.py.
     mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo [blocks per SM ...]
     mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo --once K
 
-The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12).
+The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12),
+beside the window kernel where K allows it.
 With --once, it launches the op's kernel for K taps once and exits (for ncu).
 """
 
@@ -14,7 +15,7 @@ from std.math import ceildiv
 from std.sys import argv
 from std.time import perf_counter_ns
 from max.gpu.host import DeviceAttribute, DeviceContext
-from op.kernels import BLOCKS_PER_SM, K_CHUNK, SMALL_K, THREADS, TILE, correlate_gpu
+from op.kernels import BLOCKS_PER_SM, K_CHUNK, SMALL_K, THREADS, TILE, WINDOW_K, correlate_gpu
 
 comptime N = 1 << 26
 comptime CALLS = 20
@@ -63,35 +64,43 @@ def main() raises:
     var copy_us = Float64(perf_counter_ns() - t0) / 1e3 / CALLS
     print("copy", copy_us, "us", Float64(8 * N) / copy_us / 1e3, "GB/s")
 
-    # K <= SMALL_K runs the small kernel, whose grid does not depend on
-    # blocks_per_sm; the others run the tiled kernel.
-    var ks = [4, 8, 16, 32, 64, 256, 1500]
+    # K <= SMALL_K runs the short-kernel window; up to WINDOW_K, the window
+    # kernel, timed against the tiled one (window_k=0) at each grid size; beyond,
+    # the tiled kernel. Each configuration is spot-checked against the host.
+    var ks = [4, 8, 16, 32, 64, 128, 256, 1500]
     for k in ks:
+        var window_ks = List[Int]()
         var grids = List[Int]()
         if k <= SMALL_K:
+            window_ks.append(WINDOW_K)
             grids.append(BLOCKS_PER_SM)
         else:
-            grids = tiled_grids.copy()
-        # Spot-check against the host before timing.
-        correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False)
-        ctx.enqueue_copy(host_out, out_buf)
-        ctx.synchronize()
-        var worst = Float64(0)
-        for s in range(64):
-            var i = (s * 1048573) % N if s > 1 else (0 if s == 0 else N - 1)
-            var want = Float64(0)
-            for j in range(k):
-                if i + j < N:
-                    want += Float64(host_x[i + j]) * Float64(host_w[j])
-            worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
-        var line = "K=" + String(k) + " max rel error " + String(worst) + " |"
-        for g in grids:
-            correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g)
+            if k <= WINDOW_K:
+                window_ks.append(WINDOW_K)
+                grids.append(BLOCKS_PER_SM)
+            for g in tiled_grids:
+                window_ks.append(0)
+                grids.append(g)
+        var line = "K=" + String(k) + " |"
+        for c in range(len(grids)):
+            var g = grids[c]
+            var wk = window_ks[c]
+            correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
+            ctx.enqueue_copy(host_out, out_buf)
             ctx.synchronize()
+            var worst = Float64(0)
+            for s in range(64):
+                var i = (s * 1048573) % N if s > 1 else (0 if s == 0 else N - 1)
+                var want = Float64(0)
+                for j in range(k):
+                    if i + j < N:
+                        want += Float64(host_x[i + j]) * Float64(host_w[j])
+                worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
             var t = perf_counter_ns()
             for _ in range(CALLS):
-                correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g)
+                correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
             ctx.synchronize()
             var us = Float64(perf_counter_ns() - t) / 1e3 / CALLS
-            line += " " + String(g) + "/SM " + String(Float64(Int(us * 10)) / 10.0) + " us (" + String(Int(100 * copy_us / us)) + "% of copy)"
+            var label = ("window" if k > SMALL_K else "short") if wk > 0 else "tiled " + String(g) + "/SM"
+            line += " " + label + " " + String(Float64(Int(us * 10)) / 10.0) + " us (" + String(Int(100 * copy_us / us)) + "% of copy, err " + String(Float32(worst)) + ")"
         print(line)

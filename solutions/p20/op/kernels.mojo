@@ -256,17 +256,24 @@ def correlate_gpu_kernel[
 
 
 # ===----------------------------------------------------------------------=== #
-# GPU: short kernels, straight from memory
+# GPU: register windows, shifted between neighbouring lanes
 # ===----------------------------------------------------------------------=== #
 
-comptime SMALL_K = 12  # up to this many taps, the kernel without shared-memory tiles
-comptime SMALL_TAPS = 16  # its taps array: SMALL_K rounded up to whole 16-byte vectors of any dtype
-comptime SMALL_GROUPS = 2  # 16-byte groups of outputs per thread in that kernel
+comptime SMALL_K = 12  # up to this many taps: one 16-byte vector of outputs per group, two groups per thread
+comptime SMALL_TAPS = 16  # the taps array then: SMALL_K rounded up to whole 16-byte vectors of any dtype
+comptime SMALL_GROUPS = 2
+comptime WINDOW_K = 256  # up to this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
 
 
-def correlate_small_gpu_kernel[
-    dtype: DType
+def window_outputs[dtype: DType]() -> Int:
+    """Consecutive outputs per thread of the window kernel beyond SMALL_K:
+    16, or 8 for float64 (whose accumulators take two registers each)."""
+    return 8 if size_of[dtype]() == 8 else 16
+
+
+def correlate_window_gpu_kernel[
+    dtype: DType, R: Int, GROUPS: Int, MAX_TAPS: Int
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -278,65 +285,83 @@ def correlate_small_gpu_kernel[
     flip: Int32,
     vector_io: Int32,
 ):
-    """The same sum for k <= SMALL_K, where the op is bound by memory traffic.
+    """The same sum for k <= MAX_TAPS, with no shared-memory tiles: each
+    input is loaded from memory once, into registers.
 
-    A block covers SMALL_GROUPS spans of THREADS * VW outputs; in each span
-    thread t owns the VW outputs (one 16-byte vector) from t * VW on, so every
-    global load and store of a warp is one contiguous run. Each input vector
-    is loaded from memory once: the next vector of the window comes from the
-    neighbouring lane by a warp shuffle, and only a warp's last lane loads it.
+    A block covers GROUPS spans of THREADS * R outputs; in each span thread t
+    owns the R consecutive outputs from t * R on, and holds the R inputs
+    there. A step of R taps needs the next R inputs of the window: they are
+    the next lane's, passed down by warp shuffles, and only a warp's last
+    lane loads them (one step ahead). So a step costs R shuffles and R * R
+    multiply-adds. Short kernels (R one 16-byte vector, two groups) are bound
+    by memory traffic; longer ones (R = 16) by the multiply-adds.
     """
     comptime acc = accum_type[dtype]
     comptime VW = 16 // size_of[dtype]()
-    comptime SPAN = THREADS * VW
-    comptime BLOCK_OUTPUTS = SMALL_GROUPS * SPAN
+    comptime SPAN = THREADS * R
+    comptime BLOCK_OUTPUTS = GROUPS * SPAN
     var ws = stack_allocation[
-        SMALL_TAPS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+        MAX_TAPS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
     var last_lane = Int(lane_id()) == WARP_SIZE - 1
     var N = Int(n)
     var K = Int(k)
     var io = vector_io != 0
-    # The taps, once per block, zero-padded to SMALL_TAPS.
-    if tid < SMALL_TAPS:
+    # The taps, once per block, zero-padded to MAX_TAPS.
+    var t = tid
+    while t < MAX_TAPS:
         var tap = Scalar[acc](0)
-        if tid < K:
-            tap = kernel.unsafe_load(K - 1 - tid if flip != 0 else tid).cast[acc]()
-        ws.unsafe_store(tid, tap)
+        if t < K:
+            tap = kernel.unsafe_load(K - 1 - t if flip != 0 else t).cast[acc]()
+        ws.unsafe_store(t, tap)
+        t += THREADS
     barrier()
-    var steps = ceildiv(K, VW)
+    var steps = ceildiv(K, R)
     var tiles_per_row = ceildiv(N, BLOCK_OUTPUTS)
     var total = Int(rows) * tiles_per_row
     var tile = Int(block_idx.x)
     while tile < total:  # the same for every thread of the block
         var row_col = split_tile(tile, tiles_per_row, total)
-        var row = row_col[0]
-        var start = row_col[1] * BLOCK_OUTPUTS + tid * VW
-        var x_row = input.unsafe_offset(row * N)
-        var out_row = output.unsafe_offset(row * N)
-        # Both groups' first loads go out before any arithmetic.
-        var first = SIMD[acc, SMALL_GROUPS * VW](0)
-        comptime for m in range(SMALL_GROUPS):
-            first = first.insert[offset = m * VW](load_vector[dtype, VW](x_row, start + m * SPAN - Int(shift), N, io))
-        comptime for m in range(SMALL_GROUPS):
-            var i = start + m * SPAN
-            var current = first.slice[VW, offset = m * VW]()
-            var sums = SIMD[acc, VW](0)
+        var start = row_col[1] * BLOCK_OUTPUTS + tid * R - Int(shift)
+        var x_row = input.unsafe_offset(row_col[0] * N)
+        var out_row = output.unsafe_offset(row_col[0] * N)
+        # Every group's first loads go out before any arithmetic.
+        var first = SIMD[acc, GROUPS * R](0)
+        comptime for m in range(GROUPS):
+            comptime for v in range(R // VW):
+                first = first.insert[offset = m * R + v * VW](
+                    load_vector[dtype, VW](x_row, start + m * SPAN + v * VW, N, io)
+                )
+        comptime for m in range(GROUPS):
+            var src = start + m * SPAN  # the first input of this thread's window
+            var current = first.slice[R, offset = m * R]()
+            # The last lane's next R inputs, loaded a step before they are used.
+            var tail = SIMD[acc, R](0)
+            if last_lane:
+                comptime for v in range(R // VW):
+                    tail = tail.insert[offset = v * VW](load_vector[dtype, VW](x_row, src + R + v * VW, N, io))
+            var sums = SIMD[acc, R](0)
             for s in range(steps):
-                # The window's next VW inputs are the next lane's current ones.
-                var following = SIMD[acc, VW](0)
-                comptime for e in range(VW):
+                var following = SIMD[acc, R](0)
+                comptime for e in range(R):
                     following[e] = shuffle_down(current[e], 1)
                 if last_lane:
-                    following = load_vector[dtype, VW](x_row, i - Int(shift) + (s + 1) * VW, N, io)
-                var taps = ws.unsafe_load[width=VW, alignment = VW * size_of[acc]()](s * VW)
+                    following = tail
+                    if s + 1 < steps:
+                        comptime for v in range(R // VW):
+                            tail = tail.insert[offset = v * VW](
+                                load_vector[dtype, VW](x_row, src + (s + 2) * R + v * VW, N, io)
+                            )
+                var taps = ws.unsafe_load[width=R, alignment = VW * size_of[acc]()](s * R)
                 var window = current.join(following)
-                comptime for jj in range(VW):
-                    comptime for r in range(VW):
+                comptime for jj in range(R):
+                    comptime for r in range(R):
                         sums[r] += window[r + jj] * taps[jj]
                 current = following
-            store_vector(out_row, i, N, io, sums.cast[dtype]())
+            var i = src + Int(shift)
+            comptime for v in range(R // VW):
+                store_vector(out_row, i + v * VW, N, io, sums.slice[VW, offset = v * VW]().cast[dtype]())
         tile += Int(grid_dim.x)
 
 
@@ -353,22 +378,34 @@ def correlate_gpu[
     shift: Int,
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
+    window_k: Int = WINDOW_K,
 ) raises:
-    """Launches correlate_small_gpu_kernel for k <= SMALL_K; else
-    correlate_gpu_kernel with blocks_per_sm blocks per multiprocessor (or one
-    per tile when there are fewer tiles)."""
+    """Launches the window kernel for k <= window_k (one vector of outputs
+    per group up to SMALL_K); else correlate_gpu_kernel with blocks_per_sm
+    blocks per multiprocessor (or one per tile when there are fewer tiles).
+    window_k may only be lowered (tuning compares the kernels with it)."""
     if rows == 0 or n == 0:
         return
-    # 16-byte accesses need 16-byte aligned rows, and a staged span that starts
-    # on a multiple of the vector width (tile and chunk starts are).
+    # 16-byte accesses need 16-byte aligned rows, and spans that start on a
+    # multiple of the vector width (tile, chunk and thread starts are).
     comptime VW = 16 // size_of[dtype]()
     var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
     var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
     if k <= SMALL_K:
-        comptime small = correlate_small_gpu_kernel[dtype]
+        comptime small = correlate_window_gpu_kernel[dtype, VW, SMALL_GROUPS, SMALL_TAPS]
         var tiles = rows * ceildiv(n, SMALL_GROUPS * THREADS * VW)
         ctx.enqueue_function[small](
+            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+            grid_dim=min(tiles, MAX_BLOCKS),
+            block_dim=THREADS,
+        )
+        return
+    if k <= min(window_k, WINDOW_K):
+        comptime R = window_outputs[dtype]()
+        comptime window = correlate_window_gpu_kernel[dtype, R, 1, WINDOW_K]
+        var tiles = rows * ceildiv(n, THREADS * R)
+        ctx.enqueue_function[window](
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
             grid_dim=min(tiles, MAX_BLOCKS),
             block_dim=THREADS,
