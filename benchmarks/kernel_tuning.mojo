@@ -4,7 +4,7 @@ same bytes. Used to pick BLOCKS_PER_SM in solutions/p20/op/kernels.mojo; the
 benchmark of record is bench_conv1d.py.
 
     mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo [blocks per SM ...]
-    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo --once K
+    mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo --once K [window_k]
 
 The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12),
 beside the window kernel where K allows it.
@@ -44,8 +44,9 @@ def main() raises:
     var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
     var tiled_grids = List[Int]()
     var args = argv()
-    if len(args) == 3 and args[1] == "--once":
-        correlate_gpu[DType.float32](ctx, out, x, w, 1, N, Int(args[2]), 0, False)
+    if len(args) >= 3 and args[1] == "--once":
+        var wk = Int(args[3]) if len(args) > 3 else WINDOW_K
+        correlate_gpu[DType.float32](ctx, out, x, w, 1, N, Int(args[2]), 0, False, window_k=wk)
         ctx.synchronize()
         return
     for i in range(1, len(args)):

@@ -18,10 +18,15 @@ for spec in "$@"; do
 done
 wait
 S="--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section SchedulerStats"
-for k in ${NCU_K:-}; do
-  echo "== ncu ${names[0]} K=$k"
-  timeout 90 ncu --clock-control none --kill yes --kernel-name regex:correlate_ --launch-count 1 $S /tmp/var_${names[0]}/tune --once $k > $OUT/ncu_${names[0]}_k$k.txt 2>&1
-  grep -E 'Duration|Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Warp Cycles Per Issued|Issue Slots Busy|Eligible|Block Limit Reg' $OUT/ncu_${names[0]}_k$k.txt | head -24
+# NCU="NAME:K:WINDOW_K ...": ncu of variant NAME's kernel for K taps (window_k as given),
+# with the warps' stall reasons per issued instruction.
+M="--metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio"
+for spec in ${NCU:-}; do
+  IFS=: read -r name k wk <<< "$spec"
+  echo "== ncu $name K=$k window_k=$wk"
+  timeout 90 ncu --clock-control none --kill yes --kernel-name regex:correlate_ --launch-count 1 $S $M /tmp/var_$name/tune --once $k $wk > $OUT/ncu_${name}_k${k}_w$wk.txt 2>&1
+  grep -E 'Duration|Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|Block Limit Reg|highest-utilized' $OUT/ncu_${name}_k${k}_w$wk.txt | head -20
+  grep -E 'issue_stalled' $OUT/ncu_${name}_k${k}_w$wk.txt | awk '$NF+0 > 0.05' | sort -k3 -g -r | head -12
 done
 for name in "${names[@]}"; do
   echo "== tune $name ${TUNE_GRIDS:-2}"
