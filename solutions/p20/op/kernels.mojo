@@ -30,11 +30,11 @@ comptime accum_type[dtype: DType] = DType.float64 if dtype == DType.float64 else
 # GPU: shared-memory tiles, register-blocked outputs, the next tile in flight
 # ===----------------------------------------------------------------------=== #
 
-comptime THREADS = 256  # threads per block; a multiple of any warp/wavefront size
+comptime THREADS = 64  # threads per block; a multiple of any warp/wavefront size
 comptime OUTPUTS_PER_THREAD = 16  # consecutive outputs each thread accumulates in registers
 comptime TILE = THREADS * OUTPUTS_PER_THREAD  # outputs per block and step
-comptime K_CHUNK = 1024  # kernel taps staged in shared memory at a time
-comptime BLOCKS_PER_SM = 2  # blocks launched per multiprocessor (as many as fit); each loops over tiles
+comptime K_CHUNK = 256  # kernel taps staged in shared memory at a time
+comptime BLOCKS_PER_SM = 8  # blocks launched per multiprocessor (as many as fit); each loops over tiles
 
 
 @always_inline
@@ -262,7 +262,7 @@ def correlate_gpu_kernel[
 comptime SMALL_K = 12  # up to this many taps: one 16-byte vector of outputs per group, two groups per thread
 comptime SMALL_TAPS = 16  # the taps array then: SMALL_K rounded up to whole 16-byte vectors of any dtype
 comptime SMALL_GROUPS = 2
-comptime WINDOW_K = 256  # up to this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
+comptime WINDOW_K = 16  # up to this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
 
 
