@@ -12,29 +12,30 @@ With --once, it launches the op's kernel for K taps once and exits (for ncu).
 """
 
 from std.math import ceildiv
-from std.sys import argv
+from std.sys import argv, size_of
 from std.time import perf_counter_ns
 from max.gpu.host import DeviceAttribute, DeviceContext
 from op.kernels import BLOCKS_PER_SM, K_CHUNK, SMALL_K, THREADS, TILE, WINDOW_K, correlate_gpu
 
 comptime N = 1 << 26
+comptime DT = DType.float32  # the data type timed (a variant may change it)
 comptime CALLS = 20
 
 
 def main() raises:
     var ctx = DeviceContext()
-    comptime P = Pointer[Scalar[DType.float32], MutAnyOrigin]
-    var x_buf = ctx.enqueue_create_buffer[DType.float32](N)
-    var out_buf = ctx.enqueue_create_buffer[DType.float32](N)
-    var w_buf = ctx.enqueue_create_buffer[DType.float32](1500)
-    var host_x = ctx.enqueue_create_host_buffer[DType.float32](N)
-    var host_w = ctx.enqueue_create_host_buffer[DType.float32](1500)
-    var host_out = ctx.enqueue_create_host_buffer[DType.float32](N)
+    comptime P = Pointer[Scalar[DT], MutAnyOrigin]
+    var x_buf = ctx.enqueue_create_buffer[DT](N)
+    var out_buf = ctx.enqueue_create_buffer[DT](N)
+    var w_buf = ctx.enqueue_create_buffer[DT](1500)
+    var host_x = ctx.enqueue_create_host_buffer[DT](N)
+    var host_w = ctx.enqueue_create_host_buffer[DT](1500)
+    var host_out = ctx.enqueue_create_host_buffer[DT](N)
     ctx.synchronize()
     for i in range(N):
-        host_x[i] = Float32((i * 7919) % 1001) / 1001.0 - 0.5
+        host_x[i] = Scalar[DT](Float32((i * 7919) % 1001) / 1001.0 - 0.5)
     for j in range(1500):
-        host_w[j] = Float32((j * 31) % 17) / 17.0 - 0.5
+        host_w[j] = Scalar[DT](Float32((j * 31) % 17) / 17.0 - 0.5)
     ctx.enqueue_copy(x_buf, host_x)
     ctx.enqueue_copy(w_buf, host_w)
     ctx.synchronize()
@@ -46,14 +47,14 @@ def main() raises:
     var args = argv()
     if len(args) >= 3 and args[1] == "--once":
         var wk = Int(args[3]) if len(args) > 3 else WINDOW_K
-        correlate_gpu[DType.float32](ctx, out, x, w, 1, N, Int(args[2]), 0, False, window_k=wk)
+        correlate_gpu[DT](ctx, out, x, w, 1, N, Int(args[2]), 0, False, window_k=wk)
         ctx.synchronize()
         return
     for i in range(1, len(args)):
         tiled_grids.append(Int(args[i]))
     if len(tiled_grids) == 0:
         tiled_grids = [2, 3, 4, 6, 8, 12]
-    print("multiprocessors", sms, "| N = 2^26 float32 | THREADS", THREADS, "| TILE", TILE, "| K_CHUNK", K_CHUNK, "| tiles", ceildiv(N, TILE), "| mean of", CALLS, "launches")
+    print("multiprocessors", sms, "| N = 2^26", DT, "| THREADS", THREADS, "| TILE", TILE, "| K_CHUNK", K_CHUNK, "| tiles", ceildiv(N, TILE), "| mean of", CALLS, "launches")
 
     # The roofline: a device-to-device copy of the op's bytes (read N, write N).
     ctx.enqueue_copy(out_buf, x_buf)
@@ -63,7 +64,7 @@ def main() raises:
         ctx.enqueue_copy(out_buf, x_buf)
     ctx.synchronize()
     var copy_us = Float64(perf_counter_ns() - t0) / 1e3 / CALLS
-    print("copy", copy_us, "us", Float64(8 * N) / copy_us / 1e3, "GB/s")
+    print("copy", copy_us, "us", Float64(2 * N * size_of[DT]()) / copy_us / 1e3, "GB/s")
 
     # K <= SMALL_K runs the short-kernel window; up to WINDOW_K, the window
     # kernel, timed against the tiled one (window_k=0) at each grid size; beyond,
@@ -86,7 +87,7 @@ def main() raises:
         for c in range(len(grids)):
             var g = grids[c]
             var wk = window_ks[c]
-            correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
+            correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
             ctx.enqueue_copy(host_out, out_buf)
             ctx.synchronize()
             var worst = Float64(0)
@@ -99,7 +100,7 @@ def main() raises:
                 worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
             var t = perf_counter_ns()
             for _ in range(CALLS):
-                correlate_gpu[DType.float32](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
+                correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
             ctx.synchronize()
             var us = Float64(perf_counter_ns() - t) / 1e3 / CALLS
             var label = ("window" if k > SMALL_K else "short") if wk > 0 else "tiled " + String(g) + "/SM"

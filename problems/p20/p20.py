@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,15 +45,35 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def toolchain_versions() -> str:
+    """The installed versions that decide what a compiled package holds. (A
+    conda environment may install Mojo without Python metadata named "mojo".)"""
+    found = []
+    for dist in ("mojo", "mojo-compiler", "max"):
+        try:
+            found.append(f"{dist}=={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ",".join(found)
+
+
+def run_mojo(args: list[str]) -> subprocess.CompletedProcess:
+    """The Mojo compiler: through the wheel's launcher where there is one
+    (it points the compiler at its libraries), else `mojo` on the PATH."""
+    try:
+        from mojo.run import subprocess_run_mojo
+    except ImportError:
+        return subprocess.run(["mojo", *args], capture_output=True, text=True)
+    return subprocess_run_mojo(args, capture_output=True, text=True)
+
+
 @functools.cache
 def op_package() -> Path:
     """The Mojo package in ./op compiled to a .mojoc, once: kept on disk and
-    reused until its sources or the Mojo version change. (Given the source
+    reused until its sources or the toolchain change. (Given the source
     folder, MAX would compile it again for every library and graph.)"""
-    from mojo.run import subprocess_run_mojo
-
     source = OP_SOURCE.resolve()
-    digest = hashlib.sha256(importlib.metadata.version("mojo").encode())
+    digest = hashlib.sha256(toolchain_versions().encode())
     for path in sorted(source.glob("*.mojo")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     package = Path(tempfile.gettempdir()) / f"puzzle20-{os.getuid()}" / digest.hexdigest()[:16] / "op.mojoc"
@@ -61,9 +82,7 @@ def op_package() -> Path:
         # The compiler names the module after the file, so the staged file has the final name.
         staging = package.parent / f"staging-{os.getpid()}"
         staging.mkdir(parents=True, exist_ok=True)
-        result = subprocess_run_mojo(
-            ["precompile", str(source), "-o", str(staging / package.name)], capture_output=True, text=True
-        )
+        result = run_mojo(["precompile", str(source), "-o", str(staging / package.name)])
         if result.returncode != 0:
             raise RuntimeError(f"compiling the Mojo package {source} failed:\n{result.stderr}")
         os.replace(staging / package.name, package)

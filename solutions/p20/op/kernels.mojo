@@ -262,6 +262,7 @@ def correlate_gpu_kernel[
 comptime SMALL_K = 12  # up to this many taps: one 16-byte vector of outputs per group, two groups per thread
 comptime SMALL_TAPS = 16  # the taps array then: SMALL_K rounded up to whole 16-byte vectors of any dtype
 comptime SMALL_GROUPS = 2
+comptime SMALL_THREADS = 256  # threads per block then: a block's fixed costs (its taps, a barrier) over 2048+ outputs
 comptime WINDOW_K = 16  # up to this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
 
@@ -273,7 +274,7 @@ def window_outputs[dtype: DType]() -> Int:
 
 
 def correlate_window_gpu_kernel[
-    dtype: DType, R: Int, GROUPS: Int, MAX_TAPS: Int
+    dtype: DType, R: Int, GROUPS: Int, MAX_TAPS: Int, BLOCK: Int
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -288,7 +289,7 @@ def correlate_window_gpu_kernel[
     """The same sum for k <= MAX_TAPS, with no shared-memory tiles: each
     input is loaded from memory once, into registers.
 
-    A block covers GROUPS spans of THREADS * R outputs; in each span thread t
+    A block of BLOCK threads covers GROUPS spans of BLOCK * R outputs; in each span thread t
     owns the R consecutive outputs from t * R on, and holds the R inputs
     there. A step of R taps needs the next R inputs of the window: they are
     the next lane's, passed down by warp shuffles, and only a warp's last
@@ -298,7 +299,7 @@ def correlate_window_gpu_kernel[
     """
     comptime acc = accum_type[dtype]
     comptime VW = 16 // size_of[dtype]()
-    comptime SPAN = THREADS * R
+    comptime SPAN = BLOCK * R
     comptime BLOCK_OUTPUTS = GROUPS * SPAN
     var ws = stack_allocation[
         MAX_TAPS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
@@ -315,7 +316,7 @@ def correlate_window_gpu_kernel[
         if t < K:
             tap = kernel.unsafe_load(K - 1 - t if flip != 0 else t).cast[acc]()
         ws.unsafe_store(t, tap)
-        t += THREADS
+        t += BLOCK
     barrier()
     var steps = ceildiv(K, R)
     var tiles_per_row = ceildiv(N, BLOCK_OUTPUTS)
@@ -401,17 +402,17 @@ def correlate_gpu[
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
     var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
     if k <= SMALL_K:
-        comptime small = correlate_window_gpu_kernel[dtype, VW, SMALL_GROUPS, SMALL_TAPS]
-        var tiles = rows * ceildiv(n, SMALL_GROUPS * THREADS * VW)
+        comptime small = correlate_window_gpu_kernel[dtype, VW, SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]
+        var tiles = rows * ceildiv(n, SMALL_GROUPS * SMALL_THREADS * VW)
         ctx.enqueue_function[small](
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
             grid_dim=min(tiles, MAX_BLOCKS),
-            block_dim=THREADS,
+            block_dim=SMALL_THREADS,
         )
         return
     if k <= min(window_k, WINDOW_K):
         comptime R = window_outputs[dtype]()
-        comptime window = correlate_window_gpu_kernel[dtype, R, 1, WINDOW_K]
+        comptime window = correlate_window_gpu_kernel[dtype, R, 1, WINDOW_K, THREADS]
         var tiles = rows * ceildiv(n, THREADS * R)
         ctx.enqueue_function[window](
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
