@@ -356,17 +356,9 @@ def correlate_window_gpu_kernel[
                             )
                 var taps = ws.unsafe_load[width=R, alignment = VW * size_of[acc]()](s * R)
                 var window = current.join(following)
-                if (s + 1) * R <= K:
-                    comptime for jj in range(R):
-                        comptime for r in range(R):
-                            sums[r] += window[r + jj] * taps[jj]
-                else:
-                    # A last step that the kernel fills only in part (say 4 taps
-                    # of float16's 8): skip the zero taps instead of multiplying by them.
-                    comptime for jj in range(R):
-                        if s * R + jj < K:
-                            comptime for r in range(R):
-                                sums[r] += window[r + jj] * taps[jj]
+                comptime for jj in range(R):
+                    comptime for r in range(R):
+                        sums[r] += window[r + jj] * taps[jj]
                 current = following
             var i = src + Int(shift)
             comptime for v in range(R // VW):
