@@ -1,6 +1,7 @@
-"""Kernels of the conv1d ops, shared by every op: two GPU kernels (one for short
-kernels, bound by memory traffic; one with shared-memory tiles for longer ones),
-their gradient-for-the-kernel reduction, and the CPU versions.
+"""Kernels of the conv1d ops, shared by every op: two GPU kernels (register
+windows passed between lanes, for kernels of up to WINDOW_K taps; shared-memory
+tiles for longer ones), their gradient-for-the-kernel reduction, and the CPU
+versions.
 
 Every op in this package computes, for each row r and each i in [0, n):
 
@@ -617,6 +618,8 @@ def correlate_cpu[
                 if Int(out.unsafe_offset(i)) % STREAM_ALIGN == 0:
                     # A streaming store: the output line is written without
                     # being read into the cache first (a third less traffic).
+                    # Its weak ordering is settled when the thread pool joins
+                    # (a locked instruction), before anyone reads the output.
                     out.unsafe_store[alignment=STREAM_ALIGN, non_temporal=True](i, result)
                 else:
                     out.unsafe_store(i, result)
