@@ -17,6 +17,17 @@ from max.driver import Buffer  # noqa: E402
 from mojo_conv1d import conv1d, ops  # noqa: E402
 
 
+# The floor of any Python-defined op: a torch.library op registered like ours
+# (fake and autograd formulas) whose body only allocates its result.
+@torch.library.custom_op("overhead_probe::empty_like", mutates_args=())
+def _empty_like_op(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(input)
+
+
+_empty_like_op.register_fake(lambda input, kernel: torch.empty_like(input))
+_empty_like_op.register_autograd(lambda ctx, grad: (grad, None))
+
+
 def per_call_us(fn, calls=3000, sync=lambda: None) -> float:
     fn()
     sync()
@@ -51,6 +62,7 @@ def main(argv=None) -> int:
     layers = {
         "conv1d(x, w): the public function": lambda: conv1d(x, w),
         "torch.ops.mojo_conv1d.conv1d (torch.library dispatch)": lambda: torch.ops.mojo_conv1d.conv1d(x, w),
+        "an empty torch.library op (the dispatch floor)": lambda: torch.ops.overhead_probe.empty_like(x, w),
         "ops._run: DLPack, stream fence, model.execute": lambda: ops._run("conv1d_forward", out, rows, taps),
         "Buffer.from_dlpack of the 3 tensors (MAX's general path)": lambda: [Buffer.from_dlpack(t) for t in (out, rows, taps)],
         "model.execute on buffers made in advance": lambda: model.execute(*buffers),

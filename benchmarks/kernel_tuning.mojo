@@ -46,7 +46,7 @@ def main() raises:
     var tiled_grids = List[Int]()
     var args = argv()
     if len(args) >= 3 and args[1] == "--once":
-        var wk = Int(args[3]) if len(args) > 3 else WINDOW_K
+        var wk = Int(args[3]) if len(args) > 3 else -1  # -1: the op's choice
         correlate_gpu[DT](ctx, out, x, w, 1, N, Int(args[2]), 0, False, window_k=wk)
         ctx.synchronize()
         return

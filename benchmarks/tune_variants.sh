@@ -2,7 +2,8 @@
 # A record of the tuning runs on the H200 (not a tool): benchmarks/kernel_tuning.mojo
 # built against variants of the op package (constants changed by sed), and ncu
 # of the op's kernel for a few K.
-#   bash benchmarks/tune_variants.sh "NAME|sed expression" ...
+#   bash benchmarks/tune_variants.sh "NAME|sed expression[|kernels file]" ...
+# A third field names a kernels.mojo to start from instead of the working tree's.
 set -uo pipefail
 source /tmp/max-env.sh
 mj() { python3 -c 'import sys; from mojo.run import subprocess_run_mojo as m; sys.exit(m(sys.argv[1:]).returncode)' "$@"; }
@@ -10,8 +11,9 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC') commit: ${COMMIT:-?}"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 names=()
 for spec in "$@"; do
-  name=${spec%%|*}; expr=${spec#*|}; names+=("$name")
+  IFS='|' read -r name expr from <<< "$spec"; names+=("$name")
   d=/tmp/var_$name; rm -rf $d; mkdir -p $d && cp -r solutions/p20/op $d/
+  [ -n "${from:-}" ] && cp "$from" $d/op/kernels.mojo && echo "variant $name starts from $from"
   [ -n "$expr" ] && sed -i "$expr" $d/op/kernels.mojo
   echo "variant $name: sed '$expr'"; diff solutions/p20/op/kernels.mojo $d/op/kernels.mojo
   (mj build -I $d benchmarks/kernel_tuning.mojo -o $d/tune > $d/build.txt 2>&1; echo "built $name rc $?"; tail -3 $d/build.txt) &

@@ -1,6 +1,6 @@
 """Kernels of the conv1d ops, shared by every op: two GPU kernels (register
-windows passed between lanes, for kernels of up to WINDOW_K taps; shared-memory
-tiles for longer ones), their gradient-for-the-kernel reduction, and the CPU
+windows passed between lanes, for kernels of up to window_k_limit() taps;
+shared-memory tiles for longer ones), their gradient-for-the-kernel reduction, and the CPU
 versions.
 
 Every op in this package computes, for each row r and each i in [0, n):
@@ -123,6 +123,19 @@ def load_step[
     var x_row = input.unsafe_offset(row_col[0] * n)
     var src0 = row_col[1] * TILE + chunk * K_CHUNK - shift
     var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD
+    comptime acc = accum_type[dtype]
+    if vector_io and src0 >= 0 and src0 + TILE + halo_len <= n:
+        # The whole span lies inside the row (most steps): no per-vector checks.
+        comptime for m in range(main_width // VW):
+            var v = tid + m * THREADS
+            main = main.insert[offset = m * VW](x_row.unsafe_load[width=VW, alignment=16](src0 + v * VW).cast[acc]())
+        comptime for h in range(halo_width // VW):
+            var v = tid + h * THREADS
+            if v * VW < halo_len:
+                halo = halo.insert[offset = h * VW](
+                    x_row.unsafe_load[width=VW, alignment=16](src0 + TILE + v * VW).cast[acc]()
+                )
+        return
     comptime for m in range(main_width // VW):
         var v = tid + m * THREADS
         main = main.insert[offset = m * VW](load_vector[dtype, VW](x_row, src0 + v * VW, n, vector_io))
@@ -152,7 +165,8 @@ def correlate_gpu_kernel[
     taps) in shared memory, zero-filled past the row's ends, so the inner loop
     has no bounds checks. The global loads for the next step are issued into
     registers before the current step's arithmetic, so they are in flight
-    while it runs. Each thread keeps its outputs in registers across chunks.
+    while it runs, and stored after it into the second of two buffers: one
+    barrier per step. Each thread keeps its outputs in registers across chunks.
     With vector_io (16-byte aligned rows and span), global memory is read and
     written 16 bytes per access.
     """
@@ -161,11 +175,14 @@ def correlate_gpu_kernel[
     comptime VW = 16 // size_of[dtype]()  # elements per 16-byte global access
     comptime MAIN = TILE // (VW * THREADS)  # vectors of the tile each thread loads
     comptime HALO = ceildiv(K_CHUNK, VW * THREADS)  # halo vectors per thread, at most
+    comptime XS = swizzle(STAGED)  # one buffer of staged inputs
+    comptime WS = K_CHUNK + R  # one buffer of taps
+    # Two buffers of each: a step's loads go into one while the other is read.
     var xs = stack_allocation[
-        swizzle(STAGED), Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+        2 * XS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var ws = stack_allocation[
-        K_CHUNK + R, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
+        2 * WS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
     var N = Int(n)
@@ -180,27 +197,23 @@ def correlate_gpu_kernel[
     var main = SIMD[acc, MAIN * VW](0)
     var halo = SIMD[acc, HALO * VW](0)
 
-    var tile = Int(block_idx.x)
-    var chunk = 0
-    if tile >= total_tiles:
-        return
-    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
-    var sums = SIMD[acc, R](0)
-    while True:
+    @always_inline
+    @parameter
+    def stage(buffer: Int, chunk: Int, taps_too: Bool):
+        """Stores the step's loads (and, when taps_too, its chunk's taps,
+        zero-padded to a multiple of R) into the given buffer."""
         var k0 = chunk * K_CHUNK
         var kc = min(K_CHUNK, K - k0)
         var kc_padded = ceildiv(kc, R) * R
-        barrier()  # the previous step's readers are done with xs (and ws)
+        var x_at = xs.unsafe_offset(buffer * XS)
         comptime for m in range(MAIN):
             var v = tid + m * THREADS
-            xs.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
+            x_at.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
         comptime for h in range(HALO):
             var v = tid + h * THREADS
             if v * VW < kc_padded:
-                xs.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
-        # The taps of this chunk, zero-padded to a multiple of R. With a single
-        # chunk they are the same at every step, so they are staged once.
-        if chunks > 1 or tile == Int(block_idx.x):
+                x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
+        if taps_too:
             var t = tid
             while t < kc_padded:
                 var tap = Scalar[acc](0)
@@ -209,10 +222,19 @@ def correlate_gpu_kernel[
                     if flip != 0:
                         j = K - 1 - j
                     tap = kernel.unsafe_load(j).cast[acc]()
-                ws.unsafe_store(t, tap)
+                ws.unsafe_store(buffer * WS + t, tap)
                 t += THREADS
-        barrier()
 
+    var tile = Int(block_idx.x)
+    var chunk = 0
+    if tile >= total_tiles:
+        return
+    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+    stage(0, 0, True)
+    barrier()
+    var buffer = 0
+    var sums = SIMD[acc, R](0)
+    while True:
         var next_tile = tile
         var next_chunk = chunk + 1
         if next_chunk == chunks:
@@ -225,14 +247,18 @@ def correlate_gpu_kernel[
         # Slide a window of 2R inputs over the staged span: each step of R
         # taps reads R new inputs and R taps, and does R * R multiply-adds.
         # The next step's shared-memory reads are issued before this step's
-        # arithmetic, so their latency hides behind it.
-        var window = xs.unsafe_load[width=R, alignment=16](swizzle(base))
-        var ahead = xs.unsafe_load[width=R, alignment=16](swizzle(base + R))
-        var taps = ws.unsafe_load[width=R, alignment=16](0)
+        # arithmetic, so their latency hides behind it. With a single chunk
+        # the taps are the same at every step: staged once, in buffer 0.
+        var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
+        var x_at = xs.unsafe_offset(buffer * XS)
+        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
+        var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
+        var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
+        var taps = w_at.unsafe_load[width=R, alignment=16](0)
         var j0 = 0
         while j0 < kc_padded:
-            var next_ahead = xs.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
-            var next_taps = ws.unsafe_load[width=R, alignment=16](j0 + R)
+            var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
+            var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
             var full = window.join(ahead)
             comptime for jj in range(R):
                 comptime for r in range(R):
@@ -247,11 +273,21 @@ def correlate_gpu_kernel[
             var row_col = split_tile(tile, tiles_per_row, total_tiles)
             var i0 = row_col[1] * TILE + base
             var out_row = output.unsafe_offset(row_col[0] * N)
-            comptime for m in range(R // VW):
-                store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
+            if io and row_col[1] * TILE + TILE <= N:
+                comptime for m in range(R // VW):
+                    out_row.unsafe_store[alignment=16](i0 + m * VW, sums.slice[VW, offset = m * VW]().cast[dtype]())
+            else:
+                comptime for m in range(R // VW):
+                    store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
             sums = SIMD[acc, R](0)
         if not more:
             break
+        # The other buffer was last read in the previous step, which every
+        # thread finished before the barrier below was passed: one barrier
+        # per step.
+        buffer = 1 - buffer
+        stage(buffer, next_chunk, chunks > 1)
+        barrier()
         tile = next_tile
         chunk = next_chunk
 
@@ -263,9 +299,16 @@ def correlate_gpu_kernel[
 comptime SMALL_K = 12  # up to this many taps: one 16-byte vector of outputs per group, two groups per thread
 comptime SMALL_TAPS = 16  # the taps array then: SMALL_K rounded up to whole 16-byte vectors of any dtype
 comptime SMALL_GROUPS = 2
-comptime SMALL_THREADS = 256  # threads per block then: a block's fixed costs (its taps, a barrier) over 2048+ outputs
-comptime WINDOW_K = 16  # up to this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
+comptime SMALL_THREADS = 128  # threads per block then: a block's fixed costs (its taps, a barrier) over 1024+ outputs
+comptime WINDOW_K = 16  # at most this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
+
+
+def window_k_limit[dtype: DType]() -> Int:
+    """The most taps the window kernel takes for dtype. float32 from SMALL_K + 1
+    taps on is faster tiled (H200, K = 16: 157 against 167 µs); the 16-bit
+    types keep the window (124 against 129 µs)."""
+    return SMALL_K if dtype == DType.float32 else WINDOW_K
 
 
 def window_outputs[dtype: DType]() -> Int:
@@ -380,12 +423,13 @@ def correlate_gpu[
     shift: Int,
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
-    window_k: Int = WINDOW_K,
+    window_k: Int = -1,
 ) raises:
     """Launches the window kernel for k <= window_k (one vector of outputs
     per group up to SMALL_K); else correlate_gpu_kernel with blocks_per_sm
     blocks per multiprocessor (or one per tile when there are fewer tiles).
-    window_k may only be lowered (tuning compares the kernels with it)."""
+    window_k is window_k_limit[dtype]() unless given; tuning sets it (at most
+    WINDOW_K) to compare the kernels."""
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
@@ -403,7 +447,7 @@ def correlate_gpu[
             block_dim=SMALL_THREADS,
         )
         return
-    if k <= min(window_k, WINDOW_K):
+    if k <= min(window_k if window_k >= 0 else window_k_limit[dtype](), WINDOW_K):
         comptime R = window_outputs[dtype]()
         comptime window = correlate_window_gpu_kernel[dtype, R, 1, WINDOW_K, THREADS]
         var tiles = rows * ceildiv(n, THREADS * R)
