@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What we run on the lent H200 (see ../shared/gpu/README.md for staging MAX):
-#   COMMIT=<sha> bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead|tune [args]
+#   COMMIT=<sha> bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead|capture|tune [args]
 # Each step writes a log that starts with the command, the date and the GPU,
 # into $OUT (the device tool brings it back) or logs/ when $OUT is unset.
 set -uo pipefail
@@ -38,6 +38,9 @@ case "$step" in
     ;;
   overhead)
     python3 benchmarks/call_overhead.py --device cuda "$@" 2>&1 | tee -a "$log"
+    ;;
+  capture)
+    python3 benchmarks/cuda_graph_capture.py "$@" 2>&1 | tee -a "$log"
     ;;
   tune)
     # Through the mojo wheel's launcher, which points the compiler at its libraries.

@@ -72,10 +72,11 @@ def load_vector[
     row: Pointer[Scalar[dtype], MutAnyOrigin], start: Int, n: Int, vector_io: Bool
 ) -> SIMD[accum_type[dtype], width]:
     """The elements row[start : start + width] in the accumulator type, zeros outside [0, n).
-    One 16-byte load when vector_io allows it and the vector lies inside."""
+    One load of up to 16 bytes when vector_io allows it and the vector lies
+    inside (start is then a multiple of width)."""
     comptime acc = accum_type[dtype]
     if vector_io and start >= 0 and start + width <= n:
-        return row.unsafe_load[width=width, alignment=16](start).cast[acc]()
+        return row.unsafe_load[width=width, alignment = min(16, width * size_of[dtype]())](start).cast[acc]()
     var values = SIMD[acc, width](0)
     comptime for e in range(width):
         if start + e >= 0 and start + e < n:
@@ -197,14 +198,19 @@ def correlate_gpu_kernel[
     var main = SIMD[acc, MAIN * VW](0)
     var halo = SIMD[acc, HALO * VW](0)
 
-    @always_inline
-    @parameter
-    def stage(buffer: Int, chunk: Int, taps_too: Bool):
-        """Stores the step's loads (and, when taps_too, its chunk's taps,
-        zero-padded to a multiple of R) into the given buffer."""
+    var tile = Int(block_idx.x)
+    var chunk = 0
+    if tile >= total_tiles:
+        return
+    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+    var buffer = 0
+    var sums = SIMD[acc, R](0)
+    while True:
+        # Stage this step's loads in the buffer. Its last readers (two steps
+        # back) finished before every thread passed the previous step's
+        # barrier: one barrier per step.
         var k0 = chunk * K_CHUNK
-        var kc = min(K_CHUNK, K - k0)
-        var kc_padded = ceildiv(kc, R) * R
+        var kc_padded = ceildiv(min(K_CHUNK, K - k0), R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
         comptime for m in range(MAIN):
             var v = tid + m * THREADS
@@ -213,28 +219,22 @@ def correlate_gpu_kernel[
             var v = tid + h * THREADS
             if v * VW < kc_padded:
                 x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
-        if taps_too:
+        # The chunk's taps, zero-padded to a multiple of R. With a single
+        # chunk they are the same at every step: staged once, in buffer 0.
+        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
+        if chunks > 1 or tile == Int(block_idx.x):
             var t = tid
             while t < kc_padded:
                 var tap = Scalar[acc](0)
-                if t < kc:
+                if k0 + t < K:
                     var j = k0 + t
                     if flip != 0:
                         j = K - 1 - j
                     tap = kernel.unsafe_load(j).cast[acc]()
-                ws.unsafe_store(buffer * WS + t, tap)
+                w_at.unsafe_store(t, tap)
                 t += THREADS
+        barrier()
 
-    var tile = Int(block_idx.x)
-    var chunk = 0
-    if tile >= total_tiles:
-        return
-    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
-    stage(0, 0, True)
-    barrier()
-    var buffer = 0
-    var sums = SIMD[acc, R](0)
-    while True:
         var next_tile = tile
         var next_chunk = chunk + 1
         if next_chunk == chunks:
@@ -247,11 +247,7 @@ def correlate_gpu_kernel[
         # Slide a window of 2R inputs over the staged span: each step of R
         # taps reads R new inputs and R taps, and does R * R multiply-adds.
         # The next step's shared-memory reads are issued before this step's
-        # arithmetic, so their latency hides behind it. With a single chunk
-        # the taps are the same at every step: staged once, in buffer 0.
-        var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
-        var x_at = xs.unsafe_offset(buffer * XS)
-        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
+        # arithmetic, so their latency hides behind it.
         var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
         var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
         var taps = w_at.unsafe_load[width=R, alignment=16](0)
@@ -282,12 +278,7 @@ def correlate_gpu_kernel[
             sums = SIMD[acc, R](0)
         if not more:
             break
-        # The other buffer was last read in the previous step, which every
-        # thread finished before the barrier below was passed: one barrier
-        # per step.
         buffer = 1 - buffer
-        stage(buffer, next_chunk, chunks > 1)
-        barrier()
         tile = next_tile
         chunk = next_chunk
 
@@ -298,6 +289,7 @@ def correlate_gpu_kernel[
 
 comptime SMALL_K = 12  # up to this many taps: one 16-byte vector of outputs per group, two groups per thread
 comptime SMALL_TAPS = 16  # the taps array then: SMALL_K rounded up to whole 16-byte vectors of any dtype
+comptime SMALL_STEP = 4  # taps per step then: a 16-bit vector of 8 outputs at K = 4 skips 4 zero taps
 comptime SMALL_GROUPS = 2
 comptime SMALL_THREADS = 128  # threads per block then: a block's fixed costs (its taps, a barrier) over 1024+ outputs
 comptime WINDOW_K = 16  # at most this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
@@ -318,7 +310,7 @@ def window_outputs[dtype: DType]() -> Int:
 
 
 def correlate_window_gpu_kernel[
-    dtype: DType, R: Int, GROUPS: Int, MAX_TAPS: Int, BLOCK: Int
+    dtype: DType, R: Int, T: Int, GROUPS: Int, MAX_TAPS: Int, BLOCK: Int
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -335,14 +327,16 @@ def correlate_window_gpu_kernel[
 
     A block of BLOCK threads covers GROUPS spans of BLOCK * R outputs; in each span thread t
     owns the R consecutive outputs from t * R on, and holds the R inputs
-    there. A step of R taps needs the next R inputs of the window: they are
-    the next lane's, passed down by warp shuffles, and only a warp's last
-    lane loads them (one step ahead). So a step costs R shuffles and R * R
-    multiply-adds. Short kernels (R one 16-byte vector, two groups) are bound
-    by memory traffic; longer ones (R = 16) by the multiply-adds.
+    there. A step of T taps (T divides R) needs the next T inputs of the
+    window: they are the first T of the next lane's, passed down by warp
+    shuffles, and only a warp's last lane loads them (one step ahead). So a
+    step costs T shuffles and R * T multiply-adds, and the window slides by T.
+    Short kernels (R one 16-byte vector, T = SMALL_STEP, two groups) are
+    bound by memory traffic; longer ones (R = T = 16) by the multiply-adds.
     """
     comptime acc = accum_type[dtype]
     comptime VW = 16 // size_of[dtype]()
+    comptime TW = min(T, VW)  # elements per load of the last lane's next inputs
     comptime SPAN = BLOCK * R
     comptime BLOCK_OUTPUTS = GROUPS * SPAN
     var ws = stack_allocation[
@@ -362,7 +356,7 @@ def correlate_window_gpu_kernel[
         ws.unsafe_store(t, tap)
         t += BLOCK
     barrier()
-    var steps = ceildiv(K, R)
+    var steps = ceildiv(K, T)
     var tiles_per_row = ceildiv(N, BLOCK_OUTPUTS)
     var total = Int(rows) * tiles_per_row
     var tile = Int(block_idx.x)
@@ -381,29 +375,31 @@ def correlate_window_gpu_kernel[
         comptime for m in range(GROUPS):
             var src = start + m * SPAN  # the first input of this thread's window
             var current = first.slice[R, offset = m * R]()
-            # The last lane's next R inputs, loaded a step before they are used.
-            var tail = SIMD[acc, R](0)
+            # The last lane's next T inputs, loaded a step before they are used.
+            var tail = SIMD[acc, T](0)
             if last_lane:
-                comptime for v in range(R // VW):
-                    tail = tail.insert[offset = v * VW](load_vector[dtype, VW](x_row, src + R + v * VW, N, io))
+                comptime for v in range(T // TW):
+                    tail = tail.insert[offset = v * TW](load_vector[dtype, TW](x_row, src + R + v * TW, N, io))
             var sums = SIMD[acc, R](0)
             for s in range(steps):
-                var following = SIMD[acc, R](0)
-                comptime for e in range(R):
+                # The T inputs past this window are the first T of the next lane's.
+                var following = SIMD[acc, R](0)  # only its first T are used
+                comptime for e in range(T):
                     following[e] = shuffle_down(current[e], 1)
                 if last_lane:
-                    following = tail
+                    following = following.insert[offset=0](tail)
                     if s + 1 < steps:
-                        comptime for v in range(R // VW):
-                            tail = tail.insert[offset = v * VW](
-                                load_vector[dtype, VW](x_row, src + (s + 2) * R + v * VW, N, io)
+                        comptime for v in range(T // TW):
+                            tail = tail.insert[offset = v * TW](
+                                load_vector[dtype, TW](x_row, src + R + (s + 1) * T + v * TW, N, io)
                             )
-                var taps = ws.unsafe_load[width=R, alignment = VW * size_of[acc]()](s * R)
+                var taps = ws.unsafe_load[width=T, alignment = T * size_of[acc]()](s * T)
                 var window = current.join(following)
-                comptime for jj in range(R):
+                comptime for jj in range(T):
                     comptime for r in range(R):
                         sums[r] += window[r + jj] * taps[jj]
-                current = following
+                comptime for e in range(R):  # slide by T (a slice's offset must be a multiple of its width)
+                    current[e] = window[e + T]
             var i = src + Int(shift)
             comptime for v in range(R // VW):
                 store_vector(out_row, i + v * VW, N, io, sums.slice[VW, offset = v * VW]().cast[dtype]())
@@ -439,7 +435,7 @@ def correlate_gpu[
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
     var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
     if k <= SMALL_K:
-        comptime small = correlate_window_gpu_kernel[dtype, VW, SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]
+        comptime small = correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]
         var tiles = rows * ceildiv(n, SMALL_GROUPS * SMALL_THREADS * VW)
         ctx.enqueue_function[small](
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
@@ -449,7 +445,7 @@ def correlate_gpu[
         return
     if k <= min(window_k if window_k >= 0 else window_k_limit[dtype](), WINDOW_K):
         comptime R = window_outputs[dtype]()
-        comptime window = correlate_window_gpu_kernel[dtype, R, 1, WINDOW_K, THREADS]
+        comptime window = correlate_window_gpu_kernel[dtype, R, R, 1, WINDOW_K, THREADS]
         var tiles = rows * ceildiv(n, THREADS * R)
         ctx.enqueue_function[window](
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
