@@ -198,19 +198,14 @@ def correlate_gpu_kernel[
     var main = SIMD[acc, MAIN * VW](0)
     var halo = SIMD[acc, HALO * VW](0)
 
-    var tile = Int(block_idx.x)
-    var chunk = 0
-    if tile >= total_tiles:
-        return
-    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
-    var buffer = 0
-    var sums = SIMD[acc, R](0)
-    while True:
-        # Stage this step's loads in the buffer. Its last readers (two steps
-        # back) finished before every thread passed the previous step's
-        # barrier: one barrier per step.
+    @always_inline
+    @parameter
+    def stage(buffer: Int, chunk: Int, taps_too: Bool):
+        """Stores the step's loads (and, when taps_too, its chunk's taps,
+        zero-padded to a multiple of R) into the given buffer."""
         var k0 = chunk * K_CHUNK
-        var kc_padded = ceildiv(min(K_CHUNK, K - k0), R) * R
+        var kc = min(K_CHUNK, K - k0)
+        var kc_padded = ceildiv(kc, R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
         comptime for m in range(MAIN):
             var v = tid + m * THREADS
@@ -219,22 +214,28 @@ def correlate_gpu_kernel[
             var v = tid + h * THREADS
             if v * VW < kc_padded:
                 x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
-        # The chunk's taps, zero-padded to a multiple of R. With a single
-        # chunk they are the same at every step: staged once, in buffer 0.
-        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
-        if chunks > 1 or tile == Int(block_idx.x):
+        if taps_too:
             var t = tid
             while t < kc_padded:
                 var tap = Scalar[acc](0)
-                if k0 + t < K:
+                if t < kc:
                     var j = k0 + t
                     if flip != 0:
                         j = K - 1 - j
                     tap = kernel.unsafe_load(j).cast[acc]()
-                w_at.unsafe_store(t, tap)
+                ws.unsafe_store(buffer * WS + t, tap)
                 t += THREADS
-        barrier()
 
+    var tile = Int(block_idx.x)
+    var chunk = 0
+    if tile >= total_tiles:
+        return
+    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+    stage(0, 0, True)
+    barrier()
+    var buffer = 0
+    var sums = SIMD[acc, R](0)
+    while True:
         var next_tile = tile
         var next_chunk = chunk + 1
         if next_chunk == chunks:
@@ -247,7 +248,11 @@ def correlate_gpu_kernel[
         # Slide a window of 2R inputs over the staged span: each step of R
         # taps reads R new inputs and R taps, and does R * R multiply-adds.
         # The next step's shared-memory reads are issued before this step's
-        # arithmetic, so their latency hides behind it.
+        # arithmetic, so their latency hides behind it. With a single chunk
+        # the taps are the same at every step: staged once, in buffer 0.
+        var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
+        var x_at = xs.unsafe_offset(buffer * XS)
+        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
         var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
         var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
         var taps = w_at.unsafe_load[width=R, alignment=16](0)
@@ -278,7 +283,12 @@ def correlate_gpu_kernel[
             sums = SIMD[acc, R](0)
         if not more:
             break
+        # The other buffer was last read in the previous step, which every
+        # thread finished before the barrier below was passed: one barrier
+        # per step.
         buffer = 1 - buffer
+        stage(buffer, next_chunk, chunks > 1)
+        barrier()
         tile = next_tile
         chunk = next_chunk
 
