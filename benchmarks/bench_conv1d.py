@@ -182,6 +182,9 @@ def bench_gpu(args) -> list[dict]:
 # --------------------------------------------------------------------------- CPU
 
 
+CPU_ROUNDS = 7  # timed rounds per method and shape on the CPU; the median is reported
+
+
 def bench_cpu(args) -> list[dict]:
     rows = []
     sizes = [2**p for p in range(args.min_log2, min(args.max_log2, 22) + 1, 2)]
@@ -205,9 +208,18 @@ def bench_cpu(args) -> list[dict]:
                 result = fn()
                 if name != "copy":
                     check(name, result, x, w)
-                call_s = wall_time_per_call(fn, calls, lambda: None)
+            # Rounds go round-robin over the methods, so that a busy spell of
+            # a shared machine slows them alike rather than whichever ran then.
+            times = {name: [] for name in methods}
+            for _ in range(CPU_ROUNDS):
+                for name, fn in methods.items():
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        fn()
+                    times[name].append((time.perf_counter() - start) / calls)
+            for name in methods:
                 rows.append(dict(device="cpu", dtype="float32", n=n, k=k, method=name, kernel_us=float("nan"),
-                                 call_us=call_s * 1e6, bytes=(2 * n + k) * 4))
+                                 call_us=statistics.median(times[name]) * 1e6, bytes=(2 * n + k) * 4))
             print_group(rows[-len(methods):])
     return rows
 
