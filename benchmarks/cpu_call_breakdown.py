@@ -2,16 +2,19 @@
 numpy.correlate and a copy of the same bytes: wall clock per call, the
 minimum and the median of five rounds. See docs/kernel_tuning.md.
 
-    PYTHONPATH=. python benchmarks/cpu_call_breakdown.py
+    python benchmarks/cpu_call_breakdown.py
 """
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from max.driver import Buffer
 
-from mojo_conv1d import conv1d, ops
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mojo_conv1d import conv1d, ops  # noqa: E402
 
 N, K = 2**22, 4
 
