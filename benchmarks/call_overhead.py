@@ -59,15 +59,47 @@ def main(argv=None) -> int:
     model = ops._model("conv1d_forward", torch.float32, ops._device_key(device))
     buffers = [Buffer.from_dlpack(t) for t in (out, rows, taps)]
 
+    def op_body_without_run():
+        # What the op does around ops._run: checks, row view, output, taps.
+        ops._check_args(x, w)
+        r = ops._rows(x)
+        torch.empty_like(r).view(x.shape)
+        ops._taps(w)
+
     layers = {
         "conv1d(x, w): the public function": lambda: conv1d(x, w),
         "torch.ops.mojo_conv1d.conv1d (torch.library dispatch)": lambda: torch.ops.mojo_conv1d.conv1d(x, w),
         "an empty torch.library op (the dispatch floor)": lambda: torch.ops.overhead_probe.empty_like(x, w),
+        "the op's body around ops._run (checks, views, output)": op_body_without_run,
+        "ops._check_args alone": lambda: ops._check_args(x, w),
         "ops._run: DLPack, stream fence, model.execute": lambda: ops._run("conv1d_forward", out, rows, taps),
         "Buffer.from_dlpack of the 3 tensors (MAX's general path)": lambda: [Buffer.from_dlpack(t) for t in (out, rows, taps)],
         "model.execute on buffers made in advance": lambda: model.execute(*buffers),
         "F.conv1d, for comparison": lambda: torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)),
     }
+    if device.type == "cuda":
+        accelerator, max_stream = ops._gpu(ops._device_key(device))
+        torch_stream = torch.cuda.current_stream(device)
+        handle = max_stream.cuda_stream
+
+        def fence_reused_events():
+            before, after = ops._fence_events(ops._device_key(device))
+            before.record(torch_stream)
+            max_stream.wait_event(before)
+            after.record(max_stream)
+            torch_stream.wait_event(after)
+
+        def fence_new_events():
+            max_stream.wait_stream(torch_stream)
+            torch_stream.wait_stream(max_stream)
+
+        layers |= {
+            "the stream fence, reused events (as in ops._run)": fence_reused_events,
+            "the stream fence, Stream.wait_stream (new events)": fence_new_events,
+            "Buffer._from_dlpack of the 3 tensors (ops._run's path)": lambda: [
+                Buffer._from_dlpack(t.__dlpack__(), accelerator, handle) for t in (out, rows, taps)
+            ],
+        }
     print(f"torch {torch.__version__}, device {device}")
     for name, fn in layers.items():
         print(f"{name:55s} {per_call_us(fn, sync=sync):8.1f} us")

@@ -1,10 +1,10 @@
 """What happens when MAX's launch of the op is recorded in a CUDA graph (issue 7).
 
-The op is tagged cudagraph_unsafe and refuses to run during a capture (see
-mojo_conv1d/ops.py, _run). This script shows why, on a GPU: each case records
-one forward call at N = 4096, K = 7 with torch.cuda.graph, replays the graph
-on new input data, and compares the output with F.conv1d. Each case runs in
-its own process with a time limit, since a capture that goes wrong may hang.
+MAX launches on its own stream, not on the stream being captured. This script
+shows what that means, on a GPU: each case records one forward call at
+N = 4096, K = 7 with torch.cuda.graph, replays the graph on new input data,
+and compares the output with F.conv1d. Each case runs in its own process with
+a time limit, since a capture that goes wrong may hang.
 
     python benchmarks/cuda_graph_capture.py            # all cases
     python benchmarks/cuda_graph_capture.py --case fenced
@@ -23,6 +23,7 @@ CASES = {
     "torch": "F.conv1d alone (the control: a torch kernel on the capturing stream)",
     "unfenced": "model.execute on MAX's own stream, no fence with the capturing stream",
     "fenced": "the op's fence: MAX's stream waits for the capturing stream, and back after",
+    "op": "the public conv1d (its _run has that fence)",
 }
 
 
@@ -30,7 +31,7 @@ def run_case(case: str) -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from max.driver import Buffer
 
-    from mojo_conv1d import ops
+    from mojo_conv1d import conv1d, ops
 
     device = torch.device("cuda", torch.cuda.current_device())
     n, k = 4096, 7
@@ -44,6 +45,9 @@ def run_case(case: str) -> str:
     def call():
         if case == "torch":
             out.copy_(reference())
+            return
+        if case == "op":
+            out.copy_(conv1d(x, w))
             return
         accelerator, max_stream = ops._gpu(device)
         capturing = torch.cuda.current_stream(device)

@@ -92,33 +92,48 @@ def _gpu(device: torch.device) -> tuple[Accelerator, torch.cuda.ExternalStream]:
     return gpu
 
 
+_local = threading.local()
+
+
+def _fence_events(device: torch.device) -> tuple[torch.cuda.Event, torch.cuda.Event]:
+    """Two events per thread and device, reused by every call's fence in _run
+    (cheaper than new ones each call; per thread, so that another thread's
+    record cannot move the point this thread waits for)."""
+    events = _local.__dict__.setdefault("events", {})
+    if (pair := events.get(device)) is None:
+        pair = events[device] = (torch.cuda.Event(), torch.cuda.Event())
+    return pair
+
+
 def _run(name: str, *tensors: torch.Tensor) -> None:
     """Runs Mojo op `name` on (output, inputs...), ordered on the GPU like
     any PyTorch kernel: MAX launches on its own stream, so that stream waits
     for PyTorch's current stream before the op, and PyTorch's stream waits for
     it after. (That second wait also covers the caching allocator: memory
     freed after the op is reused on PyTorch's stream, behind the wait, so no
-    record_stream is needed.)"""
+    record_stream is needed.)
+
+    The same fence lets a CUDA graph record the op: during a capture, the
+    wait pulls MAX's stream into the capture and the wait back joins it, so
+    the launch becomes a node of the graph (benchmarks/cuda_graph_capture.py
+    shows it, and what goes wrong without the fence)."""
     first = tensors[0]
     device = _device_key(first.device)
     model = _model(name, first.dtype, device)
     if device.type != "cuda":
         model.execute(*[Buffer.from_dlpack(t) for t in tensors])
         return
-    if torch.cuda.is_current_stream_capturing():
-        raise RuntimeError(
-            "conv1d cannot be recorded in a CUDA graph: MAX launches it on its own "
-            "stream outside the capture. Under torch.compile(mode='reduce-overhead') "
-            "the op is left out of the graphs automatically."
-        )
     accelerator, max_stream = _gpu(device)
     torch_stream = torch.cuda.current_stream(device)
-    max_stream.wait_stream(torch_stream)
+    before, after = _fence_events(device)
+    before.record(torch_stream)
+    max_stream.wait_event(before)
     # The wait above orders the buffers already, so DLPack need not sync
     # streams again (torch's __dlpack__(stream=...) path is slow).
     handle = max_stream.cuda_stream
     model.execute(*[Buffer._from_dlpack(t.__dlpack__(), accelerator, handle) for t in tensors])
-    torch_stream.wait_stream(max_stream)
+    after.record(max_stream)
+    torch_stream.wait_event(after)
 
 
 def _check_args(input: torch.Tensor, kernel: torch.Tensor) -> None:
@@ -158,13 +173,7 @@ def _taps(kernel: torch.Tensor) -> torch.Tensor:
     return kernel.detach().contiguous()
 
 
-# MAX launches on its own stream and may wait on the host for its work, which a
-# CUDA graph capture cannot contain: the tag makes torch.compile's
-# mode="reduce-overhead" leave these ops out of its graphs (see _run).
-_TAGS = (torch.Tag.cudagraph_unsafe,)
-
-
-@torch.library.custom_op("mojo_conv1d::conv1d", mutates_args=(), tags=_TAGS)
+@torch.library.custom_op("mojo_conv1d::conv1d", mutates_args=())
 def _conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     _check_args(input, kernel)
     x = _rows(input)
@@ -173,7 +182,7 @@ def _conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return out.view(input.shape)
 
 
-@torch.library.custom_op("mojo_conv1d::conv1d_grad_input", mutates_args=(), tags=_TAGS)
+@torch.library.custom_op("mojo_conv1d::conv1d_grad_input", mutates_args=())
 def _conv1d_grad_input(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     g = _rows(grad_output)
     grad_input = torch.empty_like(g)
@@ -181,7 +190,7 @@ def _conv1d_grad_input(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch
     return grad_input.view(grad_output.shape)
 
 
-@torch.library.custom_op("mojo_conv1d::conv1d_grad_kernel", mutates_args=(), tags=_TAGS)
+@torch.library.custom_op("mojo_conv1d::conv1d_grad_kernel", mutates_args=())
 def _conv1d_grad_kernel(
     grad_output: torch.Tensor, input: torch.Tensor, kernel_size: int
 ) -> torch.Tensor:

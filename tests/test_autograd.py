@@ -10,7 +10,7 @@ import torch
 from conftest import DEVICES, REPO, needs_cuda
 from reference import assert_close, random, torch_conv1d
 
-from mojo_conv1d import SUPPORTED_DTYPES, conv1d
+from mojo_conv1d import SUPPORTED_DTYPES, conv1d, ops
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -83,25 +83,57 @@ def test_compile_fullgraph(device):
 
 
 @needs_cuda
-def test_compile_reduce_overhead_with_linear():
-    # The op's launches must be ordered with PyTorch's own kernels on the
-    # current stream (cf. extension-cpp's stream-sync test).
+def test_compile_reduce_overhead_replays_the_op_from_a_cuda_graph(monkeypatch):
+    # The op's launches are ordered with PyTorch's own kernels (cf.
+    # extension-cpp's stream-sync test) and recorded in the CUDA graph: once
+    # recorded, a call replays the graph without running the op's Python body.
+    launches = []
+    run = ops._run
+    monkeypatch.setattr(ops, "_run", lambda name, *tensors: (launches.append(name), run(name, *tensors)))
     model = Smoother(5, "cuda")
     compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
-    for seed in range(3):
-        x = random((8, 64), "cuda", seed=seed)
-        torch.testing.assert_close(compiled(x), model(x))
+    inputs = [random((8, 64), "cuda", seed=seed) for seed in range(6)]
+    with torch.no_grad():
+        expected = [model(x) for x in inputs]
+        for x, want in zip(inputs[:3], expected):  # warm-up, recording, a first replay
+            torch.testing.assert_close(compiled(x), want)
+        launches.clear()
+        for x, want in zip(inputs[3:], expected[3:]):
+            torch.testing.assert_close(compiled(x), want)
+    assert launches == []
 
 
 @needs_cuda
-def test_cuda_graph_capture_is_refused_clearly():
-    x = random(100, "cuda", seed=1)
-    w = random(3, "cuda", seed=2)
+def test_compile_reduce_overhead_trains():
+    model = Smoother(5, "cuda")
+    reference = Smoother(5, "cuda")
+    reference.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+    for seed in range(4):
+        x = random((8, 64), "cuda", seed=seed)
+        for m in (model, reference):
+            m.zero_grad()
+        compiled(x).square().sum().backward()
+        reference(x).square().sum().backward()
+        torch.testing.assert_close(model.kernel.grad, reference.kernel.grad)
+
+
+@needs_cuda
+def test_cuda_graph_records_the_op():
+    # Recorded once and replayed on new data: the launch must be a node of the
+    # graph, not work that ran once during the capture.
+    x = random((2, 5000), "cuda", seed=1)
+    w = random(7, "cuda", seed=2)
     conv1d(x, w)  # compiled and warm before the capture
     graph = torch.cuda.CUDAGraph()
-    with pytest.raises(RuntimeError, match="cannot be recorded in a CUDA graph"):
-        with torch.cuda.graph(graph):
-            conv1d(x, w)
+    with torch.cuda.graph(graph):
+        out = conv1d(x, w)
+    for seed in (3, 4):
+        x.copy_(random(x.shape, "cuda", seed=seed))
+        out.zero_()
+        graph.replay()
+        torch.cuda.synchronize()
+        assert_close(out, x, w)
 
 
 @needs_cuda
