@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # What we run on the lent H200 (see ../shared/gpu/README.md for staging MAX):
-#   COMMIT=<sha> bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead|capture|tune [args]
+#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead|capture|tune [args]
 # Each step writes a log that starts with the command, the date and the GPU,
-# into $OUT (the device tool brings it back) or logs/ when $OUT is unset.
+# into $OUT (the device tool brings it back) or logs/ when $OUT is unset;
+# TAG names a second run of the same step, so that it does not overwrite the first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-logs}
 mkdir -p "$out"
 step=$1
 shift
-log="$out/h200_${step}.log"
+name="${step}${TAG:+_$TAG}"
+log="$out/h200_${name}.log"
 {
   echo "\$ bash benchmarks/run_on_gpu.sh $step $*"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -26,7 +28,7 @@ case "$step" in
       tests/test_conv1d_op.py tests/test_autograd.py tests/test_puzzle.py "$@" 2>&1 | tee -a "$log"
     ;;
   bench)
-    python3 benchmarks/bench_conv1d.py --out "$out" "$@" 2>&1 | tee -a "$log"
+    python3 benchmarks/bench_conv1d.py --out "$out/$name" "$@" 2>&1 | tee -a "$log"
     ;;
   sanitize)
     for tool in memcheck racecheck; do
