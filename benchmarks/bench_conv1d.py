@@ -234,10 +234,14 @@ def bench_overhead(device: str) -> list[dict]:
     x = torch.arange(15, dtype=torch.float32, device=device)
     w = torch.arange(4, dtype=torch.float32, device=device)
     compiled = torch.compile(conv1d)
+
+    def torch_conv1d(x, w):
+        return F.conv1d(x.view(1, 1, -1), w.view(1, 1, -1), padding=(0,))
+
     methods = {
         "mojo eager": lambda: conv1d(x, w),
         "mojo torch.compile": lambda: compiled(x, w),
-        "F.conv1d": lambda: F.conv1d(x.view(1, 1, -1), w.view(1, 1, -1), padding=(0,)),
+        "F.conv1d": lambda: torch_conv1d(x, w),
     }
     if device == "cuda":
         # The whole compiled call replayed as a CUDA graph (the op is recorded
@@ -245,10 +249,6 @@ def bench_overhead(device: str) -> list[dict]:
         # itself costs per call, whatever the op inside.
         graphed = torch.compile(conv1d, mode="reduce-overhead")
         methods["mojo torch.compile reduce-overhead"] = lambda: graphed(x, w)
-
-        def torch_conv1d(x, w):
-            return F.conv1d(x.view(1, 1, -1), w.view(1, 1, -1), padding=(0,))
-
         torch_compiled = torch.compile(torch_conv1d)
         torch_graphed = torch.compile(torch_conv1d, mode="reduce-overhead")
         methods["F.conv1d torch.compile"] = lambda: torch_compiled(x, w)

@@ -78,26 +78,19 @@ def main(argv=None) -> int:
         "F.conv1d, for comparison": lambda: torch.nn.functional.conv1d(x.view(1, 1, -1), w.view(1, 1, -1)),
     }
     if device.type == "cuda":
-        accelerator, max_stream = ops._gpu(ops._device_key(device))
+        fence = ops._fence(ops._device_key(device))
         torch_stream = torch.cuda.current_stream(device)
-        handle = max_stream.cuda_stream
-
-        def fence_reused_events():
-            before, after = ops._fence_events(ops._device_key(device))
-            before.record(torch_stream)
-            max_stream.wait_event(before)
-            after.record(max_stream)
-            torch_stream.wait_event(after)
+        max_stream = fence.max_stream
 
         def fence_new_events():
             max_stream.wait_stream(torch_stream)
             torch_stream.wait_stream(max_stream)
 
         layers |= {
-            "the stream fence, reused events (as in ops._run)": fence_reused_events,
+            "the stream fence, reused events (ops._StreamFence)": lambda: fence.close(fence.open()),
             "the stream fence, Stream.wait_stream (new events)": fence_new_events,
             "Buffer._from_dlpack of the 3 tensors (ops._run's path)": lambda: [
-                Buffer._from_dlpack(t.__dlpack__(), accelerator, handle) for t in (out, rows, taps)
+                Buffer._from_dlpack(t.__dlpack__(), fence.accelerator, max_stream.cuda_stream) for t in (out, rows, taps)
             ],
         }
     print(f"torch {torch.__version__}, device {device}")

@@ -92,17 +92,38 @@ def _gpu(device: torch.device) -> tuple[Accelerator, torch.cuda.ExternalStream]:
     return gpu
 
 
+class _StreamFence:
+    """Orders MAX's stream with PyTorch's current stream around a launch:
+    `open` makes MAX's stream wait for PyTorch's, `close` makes PyTorch's wait
+    for MAX's. Each thread has its own per device (see _fence), so its two
+    events are reused by every call (cheaper than new ones each time) and
+    another thread's record cannot move the point this thread waits for."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.accelerator, self.max_stream = _gpu(device)
+        self.before, self.after = torch.cuda.Event(), torch.cuda.Event()
+
+    def open(self) -> torch.cuda.Stream:
+        torch_stream = torch.cuda.current_stream(self.device)
+        self.before.record(torch_stream)
+        self.max_stream.wait_event(self.before)
+        return torch_stream
+
+    def close(self, torch_stream: torch.cuda.Stream) -> None:
+        self.after.record(self.max_stream)
+        torch_stream.wait_event(self.after)
+
+
 _local = threading.local()
 
 
-def _fence_events(device: torch.device) -> tuple[torch.cuda.Event, torch.cuda.Event]:
-    """Two events per thread and device, reused by every call's fence in _run
-    (cheaper than new ones each call; per thread, so that another thread's
-    record cannot move the point this thread waits for)."""
-    events = _local.__dict__.setdefault("events", {})
-    if (pair := events.get(device)) is None:
-        pair = events[device] = (torch.cuda.Event(), torch.cuda.Event())
-    return pair
+def _fence(device: torch.device) -> _StreamFence:
+    """This thread's fence for this device."""
+    fences = _local.__dict__.setdefault("fences", {})
+    if (fence := fences.get(device)) is None:
+        fence = fences[device] = _StreamFence(device)
+    return fence
 
 
 def _run(name: str, *tensors: torch.Tensor) -> None:
@@ -123,17 +144,13 @@ def _run(name: str, *tensors: torch.Tensor) -> None:
     if device.type != "cuda":
         model.execute(*[Buffer.from_dlpack(t) for t in tensors])
         return
-    accelerator, max_stream = _gpu(device)
-    torch_stream = torch.cuda.current_stream(device)
-    before, after = _fence_events(device)
-    before.record(torch_stream)
-    max_stream.wait_event(before)
+    fence = _fence(device)
+    torch_stream = fence.open()
     # The wait above orders the buffers already, so DLPack need not sync
     # streams again (torch's __dlpack__(stream=...) path is slow).
-    handle = max_stream.cuda_stream
-    model.execute(*[Buffer._from_dlpack(t.__dlpack__(), accelerator, handle) for t in tensors])
-    after.record(max_stream)
-    torch_stream.wait_event(after)
+    handle = fence.max_stream.cuda_stream
+    model.execute(*[Buffer._from_dlpack(t.__dlpack__(), fence.accelerator, handle) for t in tensors])
+    fence.close(torch_stream)
 
 
 def _check_args(input: torch.Tensor, kernel: torch.Tensor) -> None:
