@@ -9,7 +9,7 @@ import torch
 from conftest import DEVICES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import assert_close, random, torch_conv1d
+from reference import assert_close, correlate, random, torch_conv1d
 
 from mojo_conv1d import conv1d
 
@@ -53,3 +53,27 @@ def test_random_shapes(device, n, k, rows, seed):
     x = random((rows, n), device, seed=seed)
     w = random(k, device, seed=seed + 1)
     assert_close(conv1d(x, w), x, w)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("k", [4, 17, 64, 300])
+@pytest.mark.parametrize("where", ["input", "kernel"])
+def test_non_finite_values_stay_in_their_windows(where, k, device):
+    """An infinity or NaN reaches only the outputs whose window holds it,
+    as in float64 NumPy (the float32 GPU path multiplies inputs outside a
+    window by zero taps, so it must not meet them there)."""
+    x = random(5000, "cpu", seed=3)
+    w = random(k, "cpu", seed=4)
+    if where == "input":
+        x[1000], x[1001], x[3000] = float("inf"), float("-inf"), float("nan")
+        x[4000] = float("inf")
+    else:
+        w[k // 2] = float("inf")
+    out = conv1d(x.to(device), w.to(device)).cpu().double().numpy()
+    with np.errstate(invalid="ignore"):
+        exact = correlate(x.double().numpy(), w.double().numpy())[0]
+    assert np.array_equal(np.isnan(out), np.isnan(exact)), np.flatnonzero(np.isnan(out) != np.isnan(exact))[:10]
+    assert np.array_equal(np.isposinf(out), np.isposinf(exact)) and np.array_equal(np.isneginf(out), np.isneginf(exact))
+    finite = np.isfinite(exact)
+    assert finite.sum() > (0 if where == "kernel" else 4000)
+    np.testing.assert_allclose(out[finite], exact[finite], rtol=1e-4, atol=1e-4 * np.sqrt(k))
