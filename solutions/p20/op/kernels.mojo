@@ -67,9 +67,6 @@ def split_tile(tile: Int, tiles_per_row: Int, total_tiles: Int) -> Tuple[Int, In
     return (row, tile - row * tiles_per_row)
 
 
-# Input elements staged per step, at most, plus one spare step of R that the
-# inner loop may read ahead (and never use).
-comptime STAGED = TILE + K_CHUNK + OUTPUTS_PER_THREAD
 
 
 @always_inline
@@ -109,7 +106,7 @@ def store_vector[
 
 @always_inline
 def load_step[
-    dtype: DType, main_width: Int, halo_width: Int, spare: Int
+    dtype: DType, main_width: Int, halo_width: Int, tile_outputs: Int, spare: Int
 ](
     mut main: SIMD[accum_type[dtype], main_width],
     mut halo: SIMD[accum_type[dtype], halo_width],
@@ -124,16 +121,16 @@ def load_step[
     vector_io: Bool,
 ):
     """Issues this thread's global loads of one step's input span into main
-    (its vectors of the tile) and halo (its vectors past the tile: the
-    chunk's taps rounded up to R, plus `spare` more)."""
+    (its vectors of the tile of tile_outputs) and halo (its vectors past the
+    tile: the chunk's taps rounded up to R, plus `spare` more)."""
     comptime VW = 16 // size_of[dtype]()
     var tid = Int(thread_idx.x)
     var row_col = split_tile(tile, tiles_per_row, total_tiles)
     var x_row = input.unsafe_offset(row_col[0] * n)
-    var src0 = row_col[1] * TILE + chunk * K_CHUNK - shift
+    var src0 = row_col[1] * tile_outputs + chunk * K_CHUNK - shift
     var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD + spare
     comptime acc = accum_type[dtype]
-    if vector_io and src0 >= 0 and src0 + TILE + halo_len <= n:
+    if vector_io and src0 >= 0 and src0 + tile_outputs + halo_len <= n:
         # The whole span lies inside the row (most steps): no per-vector checks.
         comptime for m in range(main_width // VW):
             var v = tid + m * THREADS
@@ -142,7 +139,7 @@ def load_step[
             var v = tid + h * THREADS
             if v * VW < halo_len:
                 halo = halo.insert[offset = h * VW](
-                    x_row.unsafe_load[width=VW, alignment=16](src0 + TILE + v * VW).cast[acc]()
+                    x_row.unsafe_load[width=VW, alignment=16](src0 + tile_outputs + v * VW).cast[acc]()
                 )
         return
     comptime for m in range(main_width // VW):
@@ -151,7 +148,7 @@ def load_step[
     comptime for h in range(halo_width // VW):
         var v = tid + h * THREADS
         if v * VW < halo_len:
-            halo = halo.insert[offset = h * VW](load_vector[dtype, VW](x_row, src0 + TILE + v * VW, n, vector_io))
+            halo = halo.insert[offset = h * VW](load_vector[dtype, VW](x_row, src0 + tile_outputs + v * VW, n, vector_io))
 
 
 @always_inline
@@ -171,6 +168,14 @@ def split_tf32[width: Int](values: SIMD[DType.float32, width]) -> Tuple[SIMD[DTy
 
 comptime TAP_PAD = 8  # zero taps staged before the first: the tensor-core fragments read taps from index -7 on
 comptime MMA_OUTPUTS = 128  # outputs of one 16 x 8 tensor-core fragment: 8 runs of 16 consecutive outputs
+comptime MMA_BLOCKS = 4  # such fragments per warp and step, beside the warp's R outputs per thread
+comptime MMA_TILE = THREADS // 32 * MMA_BLOCKS * MMA_OUTPUTS  # outputs per block and step on the tensor cores
+
+
+def tile_outputs[tensor_cores: Bool]() -> Int:
+    """Outputs per block and step of the tiled kernel: TILE on the FMA pipes,
+    plus MMA_TILE on the tensor cores when it uses them."""
+    return TILE + MMA_TILE if tensor_cores else TILE
 
 
 def correlate_gpu_kernel[
@@ -186,10 +191,10 @@ def correlate_gpu_kernel[
     flip: Int32,
     vector_io: Int32,
 ):
-    """Each block loops over tiles of TILE consecutive outputs (tile b, b + grid,
+    """Each block loops over tiles of consecutive outputs (tile b, b + grid,
     ... over all rows), one step per tile and chunk of up to K_CHUNK taps.
 
-    A step stages the input span it needs (TILE plus a halo of the chunk's
+    A step stages the input span it needs (the tile plus a halo of the chunk's
     taps) in shared memory, zero-filled past the row's ends, so the inner loop
     has no bounds checks. The global loads for the next step are issued into
     registers before the current step's arithmetic, so they are in flight
@@ -198,18 +203,21 @@ def correlate_gpu_kernel[
     With vector_io (16-byte aligned rows and span), global memory is read and
     written 16 bytes per access.
 
-    With tensor_cores (float32 on NVIDIA), a step is a small matrix product
-    on the tensor cores instead of R * R multiply-adds per thread; see
-    the comment at that branch.
+    The first TILE outputs of a tile are R consecutive outputs per thread,
+    summed with multiply-adds. With tensor_cores (float32 on NVIDIA), the
+    tile has MMA_TILE more, summed on the tensor cores (see that branch):
+    they run beside the multiply-add pipes, so the two together do more per
+    step than either alone.
     """
     comptime acc = accum_type[dtype]
     comptime R = OUTPUTS_PER_THREAD
     comptime use_mma = tensor_cores and dtype == DType.float32 and is_nvidia_gpu()
+    comptime TILE_OUT = tile_outputs[use_mma]()
     comptime SPARE = R if use_mma else 0  # the fragments read a few inputs past the chunk's span
     comptime VW = 16 // size_of[dtype]()  # elements per 16-byte global access
-    comptime MAIN = TILE // (VW * THREADS)  # vectors of the tile each thread loads
+    comptime MAIN = TILE_OUT // (VW * THREADS)  # vectors of the tile each thread loads
     comptime HALO = ceildiv(K_CHUNK + SPARE, VW * THREADS)  # halo vectors per thread, at most
-    comptime XS = swizzle[use_mma](STAGED)  # one buffer of staged inputs
+    comptime XS = swizzle[use_mma](TILE_OUT + K_CHUNK + R)  # one buffer of staged inputs, a step of R to spare
     comptime WS = TAP_PAD + K_CHUNK + 2 * R  # one buffer of taps: zeros before and after
     # Two buffers of each: a step's loads go into one while the other is read.
     var xs = stack_allocation[
@@ -226,7 +234,7 @@ def correlate_gpu_kernel[
     var K = Int(k)
     var io = vector_io != 0
     var base = tid * R
-    var tiles_per_row = ceildiv(N, TILE)
+    var tiles_per_row = ceildiv(N, TILE_OUT)
     var total_tiles = Int(rows) * tiles_per_row
     var chunks = ceildiv(K, K_CHUNK)
 
@@ -252,7 +260,7 @@ def correlate_gpu_kernel[
             var v = tid + h * THREADS
             if v * VW < kc_padded + SPARE:
                 var vector = halo.slice[VW, offset = h * VW]()
-                x_at.unsafe_store[alignment=16](swizzle[use_mma](TILE + v * VW), vector)
+                x_at.unsafe_store[alignment=16](swizzle[use_mma](TILE_OUT + v * VW), vector)
                 comptime if use_mma:
                     bad = bad or non_finite[VW](rebind[SIMD[DType.float32, VW]](vector))
         comptime if use_mma:
@@ -280,7 +288,9 @@ def correlate_gpu_kernel[
     var chunk = 0
     if tile >= total_tiles:
         return
-    load_step[dtype, spare=SPARE](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+    load_step[dtype, tile_outputs=TILE_OUT, spare=SPARE](
+        main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io
+    )
     comptime if use_mma:
         if tid == 0:
             flags.unsafe_store(0, -1)
@@ -292,6 +302,7 @@ def correlate_gpu_kernel[
     barrier()
     var buffer = 0
     var sums = SIMD[acc, R](0)
+    var mma_sums = SIMD[DType.float32, 4 * MMA_BLOCKS](0)  # tensor cores only
     while True:
         var next_tile = tile
         var next_chunk = chunk + 1
@@ -300,7 +311,7 @@ def correlate_gpu_kernel[
             next_tile += Int(grid_dim.x)
         var more = next_tile < total_tiles
         if more:
-            load_step[dtype, spare=SPARE](
+            load_step[dtype, tile_outputs=TILE_OUT, spare=SPARE](
                 main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io
             )
 
@@ -308,9 +319,30 @@ def correlate_gpu_kernel[
         var kc_padded = ceildiv(kc, R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
         var w_at = ws.unsafe_offset((buffer * WS if chunks > 1 else 0) + TAP_PAD)
+        # Slide a window of 2R inputs over the staged span: each step of R
+        # taps reads R new inputs and R taps, and does R * R multiply-adds.
+        # The next step's shared-memory reads are issued before this step's
+        # arithmetic, so their latency hides behind it. With a single chunk
+        # the taps are the same at every step: staged once, in buffer 0.
+        var window = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base))
+        var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base + R))
+        var taps = w_at.unsafe_load[width=R, alignment=16](0)
+        var j0 = 0
+        while j0 < kc_padded:
+            var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base + 2 * R + j0))
+            var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
+            var full = window.join(ahead)
+            comptime for jj in range(R):
+                comptime for r in range(R):
+                    sums[r] += full[r + jj] * taps[jj]
+            window = ahead
+            ahead = next_ahead
+            taps = next_taps
+            j0 += R
+
         comptime if use_mma:
-            # Each warp owns TILE / warps consecutive outputs: blocks of
-            # MMA_OUTPUTS, each a 16 x 8 matrix D[c, m] = out[16 m + c]. Then
+            # The warp's MMA_BLOCKS blocks of MMA_OUTPUTS outputs after the
+            # first TILE, each a 16 x 8 matrix D[c, m] = out[16 m + c]. Then
             #     D[c, m] = sum over t of  A[c, t] * B[t, m],
             #     A[c, t] = w'[t - c] (zero outside [0, kc)),  B[t, m] = x[16 m + t],
             # a product with an inner size of kc + 15, done as steps of 8:
@@ -322,11 +354,10 @@ def correlate_gpu_kernel[
             # zero taps: an infinity or NaN there would spread to its
             # neighbours, so a step whose inputs or taps hold one takes
             # the plain loop below instead (the same sum, one output at a time).
-            comptime BLOCKS = TILE // (THREADS // WARP_SIZE) // MMA_OUTPUTS
             var lane = Int(lane_id())
             var g = lane >> 2
             var c = lane & 3
-            var first = (tid // WARP_SIZE) * (BLOCKS * MMA_OUTPUTS)
+            var first = TILE + (tid // WARP_SIZE) * (MMA_BLOCKS * MMA_OUTPUTS)
             if flags.unsafe_load(buffer) != step and flags.unsafe_load(2) == 0:
                 var a_hi = SIMD[DType.float32, 4](0)
                 var a_lo = SIMD[DType.float32, 4](0)
@@ -340,70 +371,50 @@ def correlate_gpu_kernel[
                     a_lo = SIMD[DType.float32, 4](taps[1][0], a_lo[0], taps[1][1], a_lo[2])
                     var i = first + 16 * g + c + 8 * s  # B[c, g] of block 0 in this step
                     var b_at = x_at.unsafe_offset(swizzle[True](i))
-                    comptime for blk in range(BLOCKS):
+                    comptime for blk in range(MMA_BLOCKS):
                         # 128 more outputs: 160 more slots (a gap after each 16)
                         comptime at = blk * (MMA_OUTPUTS + MMA_OUTPUTS // 4)
                         var x = split_tf32[2](
                             SIMD[DType.float32, 2](rebind[Float32](b_at.unsafe_load(at)), rebind[Float32](b_at.unsafe_load(at + 4)))
                         )
-                        var d = rebind[SIMD[DType.float32, 4]](sums.slice[4, offset = blk * 4]())
+                        var d = mma_sums.slice[4, offset = blk * 4]()
                         # The small terms first, then the large one.
                         mma(d, a_lo, x[0], d)
                         mma(d, a_hi, x[1], d)
                         mma(d, a_hi, x[0], d)
-                        sums = sums.insert[offset = blk * 4](rebind[SIMD[acc, 4]](d))
+                        mma_sums = mma_sums.insert[offset = blk * 4](d)
             else:
-                comptime for q in range(R):
+                comptime for q in range(4 * MMA_BLOCKS):
                     var o = first + (q // 4) * MMA_OUTPUTS + mma_output_offset(q % 4, g, c)
-                    var sum = Scalar[acc](0)
+                    var sum = Float32(0)
                     for j in range(kc):
-                        sum += x_at.unsafe_load(swizzle[True](o + j)) * w_at.unsafe_load(j)
-                    sums[q] += sum
-        else:
-            # Slide a window of 2R inputs over the staged span: each step of R
-            # taps reads R new inputs and R taps, and does R * R multiply-adds.
-            # The next step's shared-memory reads are issued before this step's
-            # arithmetic, so their latency hides behind it. With a single chunk
-            # the taps are the same at every step: staged once, in buffer 0.
-            var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
-            var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
-            var taps = w_at.unsafe_load[width=R, alignment=16](0)
-            var j0 = 0
-            while j0 < kc_padded:
-                var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
-                var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
-                var full = window.join(ahead)
-                comptime for jj in range(R):
-                    comptime for r in range(R):
-                        sums[r] += full[r + jj] * taps[jj]
-                window = ahead
-                ahead = next_ahead
-                taps = next_taps
-                j0 += R
+                        sum += rebind[Float32](x_at.unsafe_load(swizzle[True](o + j)) * w_at.unsafe_load(j))
+                    mma_sums[q] += sum
 
         if chunk == chunks - 1:
             var row_col = split_tile(tile, tiles_per_row, total_tiles)
             var out_row = output.unsafe_offset(row_col[0] * N)
+            var t0 = row_col[1] * TILE_OUT
+            var inside = t0 + TILE_OUT <= N
+            # Each thread writes its R consecutive outputs, 16 bytes per store.
+            var i0 = t0 + base
+            if io and inside:
+                comptime for m in range(R // VW):
+                    out_row.unsafe_store[alignment=16](i0 + m * VW, sums.slice[VW, offset = m * VW]().cast[dtype]())
+            else:
+                comptime for m in range(R // VW):
+                    store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
+            sums = SIMD[acc, R](0)
             comptime if use_mma:
                 # Lane (g, c) holds outputs 32 c + g + {0, 16, 8, 24} of each
                 # block: each store writes four whole 32-byte runs.
                 var lane = Int(lane_id())
-                var i0 = row_col[1] * TILE + (tid // WARP_SIZE) * (TILE // (THREADS // WARP_SIZE))
-                var inside = row_col[1] * TILE + TILE <= N
-                comptime for q in range(R):
-                    var i = i0 + (q // 4) * MMA_OUTPUTS + mma_output_offset(q % 4, lane >> 2, lane & 3)
+                var first = t0 + TILE + (tid // WARP_SIZE) * (MMA_BLOCKS * MMA_OUTPUTS)
+                comptime for q in range(4 * MMA_BLOCKS):
+                    var i = first + (q // 4) * MMA_OUTPUTS + mma_output_offset(q % 4, lane >> 2, lane & 3)
                     if inside or i < N:
-                        out_row.unsafe_store(i, sums[q].cast[dtype]())
-            else:
-                # Each thread writes its R consecutive outputs, 16 bytes per store.
-                var i0 = row_col[1] * TILE + base
-                if io and row_col[1] * TILE + TILE <= N:
-                    comptime for m in range(R // VW):
-                        out_row.unsafe_store[alignment=16](i0 + m * VW, sums.slice[VW, offset = m * VW]().cast[dtype]())
-                else:
-                    comptime for m in range(R // VW):
-                        store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
-            sums = SIMD[acc, R](0)
+                        out_row.unsafe_store(i, rebind[Scalar[dtype]](mma_sums[q]))
+                mma_sums = SIMD[DType.float32, 4 * MMA_BLOCKS](0)
         if not more:
             break
         # The other buffer was last read in the previous step, which every
@@ -595,7 +606,7 @@ def correlate_gpu[
             block_dim=THREADS,
         )
         return
-    var tiles = rows * ceildiv(n, TILE)
+    var tiles = rows * ceildiv(n, tile_outputs[tensor_cores]())
     var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
     comptime tiled = correlate_gpu_kernel[dtype, tensor_cores]
     ctx.enqueue_function[tiled](
