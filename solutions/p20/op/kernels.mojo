@@ -56,6 +56,13 @@ def swizzle[tensor_cores: Bool = False](i: Int) -> Int:
     return i + (i >> 5) * 4
 
 
+def power_of_two_at_least(n: Int) -> Int:
+    var p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
 @always_inline
 def split_tile(tile: Int, tiles_per_row: Int, total_tiles: Int) -> Tuple[Int, Int]:
     """(row, tile within the row) of a flat tile index. A 64-bit division is a
@@ -239,7 +246,7 @@ def correlate_gpu_kernel[
     var chunks = ceildiv(K, K_CHUNK)
 
     # The loads of one step, held in registers until they go to shared memory.
-    var main = SIMD[acc, MAIN * VW](0)
+    var main = SIMD[acc, power_of_two_at_least(MAIN * VW)](0)  # SIMD widths are powers of two
     var halo = SIMD[acc, HALO * VW](0)
 
     @always_inline
@@ -264,7 +271,8 @@ def correlate_gpu_kernel[
                 comptime if use_mma:
                     bad = bad or non_finite[VW](rebind[SIMD[DType.float32, VW]](vector))
         comptime if use_mma:
-            bad = bad or non_finite[MAIN * VW](rebind[SIMD[DType.float32, MAIN * VW]](main))
+            comptime for m in range(MAIN):
+                bad = bad or non_finite[VW](rebind[SIMD[DType.float32, VW]](main.slice[VW, offset = m * VW]()))
             if bad:
                 flags.unsafe_store(buffer, step)
         if taps_too:
@@ -327,8 +335,10 @@ def correlate_gpu_kernel[
         var window = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base))
         var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base + R))
         var taps = w_at.unsafe_load[width=R, alignment=16](0)
-        var j0 = 0
-        while j0 < kc_padded:
+
+        @always_inline
+        @parameter
+        def fma_step(j0: Int):
             var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base + 2 * R + j0))
             var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
             var full = window.join(ahead)
@@ -338,7 +348,6 @@ def correlate_gpu_kernel[
             window = ahead
             ahead = next_ahead
             taps = next_taps
-            j0 += R
 
         comptime if use_mma:
             # The warp's MMA_BLOCKS blocks of MMA_OUTPUTS outputs after the
@@ -350,6 +359,8 @@ def correlate_gpu_kernel[
             # three with the high and low halves of float32 (split_tf32).
             # A step's A is the same for every block of the warp, and its
             # last two registers are the previous step's first two.
+            # Two such steps go with each step of the multiply-adds, in one
+            # loop body, so the tensor cores work while the FMA pipes do.
             # The products multiply inputs outside an output's window by
             # zero taps: an infinity or NaN there would spread to its
             # neighbours, so a step whose inputs or taps hold one takes
@@ -358,38 +369,58 @@ def correlate_gpu_kernel[
             var g = lane >> 2
             var c = lane & 3
             var first = TILE + (tid // WARP_SIZE) * (MMA_BLOCKS * MMA_OUTPUTS)
-            if flags.unsafe_load(buffer) != step and flags.unsafe_load(2) == 0:
-                var a_hi = SIMD[DType.float32, 4](0)
-                var a_lo = SIMD[DType.float32, 4](0)
-                for s in range(ceildiv(kc + 15, 8)):
-                    var t = 8 * s + c - g  # A[g, c] of this step
-                    var taps = split_tf32[2](
-                        SIMD[DType.float32, 2](rebind[Float32](w_at.unsafe_load(t)), rebind[Float32](w_at.unsafe_load(t + 4)))
+            var a_hi = SIMD[DType.float32, 4](0)
+            var a_lo = SIMD[DType.float32, 4](0)
+
+            @always_inline
+            @parameter
+            def mma_step(s: Int):
+                var t = 8 * s + c - g  # A[g, c] of this step
+                var taps = split_tf32[2](
+                    SIMD[DType.float32, 2](rebind[Float32](w_at.unsafe_load(t)), rebind[Float32](w_at.unsafe_load(t + 4)))
+                )
+                # Registers: A[g, c], A[g + 8, c], A[g, c + 4], A[g + 8, c + 4].
+                a_hi = SIMD[DType.float32, 4](taps[0][0], a_hi[0], taps[0][1], a_hi[2])
+                a_lo = SIMD[DType.float32, 4](taps[1][0], a_lo[0], taps[1][1], a_lo[2])
+                var b_at = x_at.unsafe_offset(swizzle[True](first + 16 * g + c + 8 * s))  # B[c, g] of block 0
+                comptime for blk in range(MMA_BLOCKS):
+                    # 128 more outputs: 160 more slots (a gap after each 16)
+                    comptime at = blk * (MMA_OUTPUTS + MMA_OUTPUTS // 4)
+                    var x = split_tf32[2](
+                        SIMD[DType.float32, 2](rebind[Float32](b_at.unsafe_load(at)), rebind[Float32](b_at.unsafe_load(at + 4)))
                     )
-                    # Registers: A[g, c], A[g + 8, c], A[g, c + 4], A[g + 8, c + 4].
-                    a_hi = SIMD[DType.float32, 4](taps[0][0], a_hi[0], taps[0][1], a_hi[2])
-                    a_lo = SIMD[DType.float32, 4](taps[1][0], a_lo[0], taps[1][1], a_lo[2])
-                    var i = first + 16 * g + c + 8 * s  # B[c, g] of block 0 in this step
-                    var b_at = x_at.unsafe_offset(swizzle[True](i))
-                    comptime for blk in range(MMA_BLOCKS):
-                        # 128 more outputs: 160 more slots (a gap after each 16)
-                        comptime at = blk * (MMA_OUTPUTS + MMA_OUTPUTS // 4)
-                        var x = split_tf32[2](
-                            SIMD[DType.float32, 2](rebind[Float32](b_at.unsafe_load(at)), rebind[Float32](b_at.unsafe_load(at + 4)))
-                        )
-                        var d = mma_sums.slice[4, offset = blk * 4]()
-                        # The small terms first, then the large one.
-                        mma(d, a_lo, x[0], d)
-                        mma(d, a_hi, x[1], d)
-                        mma(d, a_hi, x[0], d)
-                        mma_sums = mma_sums.insert[offset = blk * 4](d)
+                    var d = mma_sums.slice[4, offset = blk * 4]()
+                    # The small terms first, then the large one.
+                    mma(d, a_lo, x[0], d)
+                    mma(d, a_hi, x[1], d)
+                    mma(d, a_hi, x[0], d)
+                    mma_sums = mma_sums.insert[offset = blk * 4](d)
+
+            if flags.unsafe_load(buffer) != step and flags.unsafe_load(2) == 0:
+                var j0 = 0
+                while j0 < kc_padded:
+                    mma_step(j0 // 8)
+                    mma_step(j0 // 8 + 1)
+                    fma_step(j0)
+                    j0 += R
+                for s in range(kc_padded // 8, ceildiv(kc + 15, 8)):
+                    mma_step(s)
             else:
+                var j0 = 0
+                while j0 < kc_padded:
+                    fma_step(j0)
+                    j0 += R
                 comptime for q in range(4 * MMA_BLOCKS):
                     var o = first + (q // 4) * MMA_OUTPUTS + mma_output_offset(q % 4, g, c)
                     var sum = Float32(0)
                     for j in range(kc):
                         sum += rebind[Float32](x_at.unsafe_load(swizzle[True](o + j)) * w_at.unsafe_load(j))
                     mma_sums[q] += sum
+        else:
+            var j0 = 0
+            while j0 < kc_padded:
+                fma_step(j0)
+                j0 += R
 
         if chunk == chunks - 1:
             var row_col = split_tile(tile, tiles_per_row, total_tiles)
