@@ -7,8 +7,7 @@ benchmark of record is bench_conv1d.py.
     mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo --once K [window_k]
 
 The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12),
-beside the window kernel where K allows it; for float32 both of its forms
-run: tensor cores (the op's choice) and plain multiply-adds.
+beside the window kernel where K allows it.
 With --once, it launches the op's kernel for K taps once and exits (for ncu).
 """
 
@@ -21,17 +20,6 @@ from op.kernels import BLOCKS_PER_SM, K_CHUNK, SMALL_K, THREADS, TILE, WINDOW_K,
 comptime N = 1 << 26
 comptime DT = DType.float32  # the data type timed (a variant may change it)
 comptime CALLS = 20
-
-
-def launch(
-    ctx: DeviceContext, result: Pointer[Scalar[DT], MutAnyOrigin], x: Pointer[Scalar[DT], MutAnyOrigin],
-    w: Pointer[Scalar[DT], MutAnyOrigin], k: Int, blocks_per_sm: Int, window_k: Int, plain: Bool,
-) raises:
-    """The op's kernel for k taps, or with plain, the tiled kernel without tensor cores."""
-    if plain:
-        correlate_gpu[DT, False](ctx, result, x, w, 1, N, k, 0, False, blocks_per_sm=blocks_per_sm, window_k=window_k)
-    else:
-        correlate_gpu[DT](ctx, result, x, w, 1, N, k, 0, False, blocks_per_sm=blocks_per_sm, window_k=window_k)
 
 
 def main() raises:
@@ -85,30 +73,21 @@ def main() raises:
     for k in ks:
         var window_ks = List[Int]()
         var grids = List[Int]()
-        var plain = List[Bool]()  # the tiled kernel without tensor cores
         if k <= SMALL_K:
             window_ks.append(WINDOW_K)
             grids.append(BLOCKS_PER_SM)
-            plain.append(False)
         else:
             if k <= WINDOW_K:
                 window_ks.append(WINDOW_K)
                 grids.append(BLOCKS_PER_SM)
-                plain.append(False)
             for g in tiled_grids:
                 window_ks.append(0)
                 grids.append(g)
-                plain.append(False)
-                comptime if DT == DType.float32:
-                    window_ks.append(0)
-                    grids.append(g)
-                    plain.append(True)
-
         var line = "K=" + String(k) + " |"
         for c in range(len(grids)):
             var g = grids[c]
             var wk = window_ks[c]
-            launch(ctx, out, x, w, k, g, wk, plain[c])
+            correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
             ctx.enqueue_copy(host_out, out_buf)
             ctx.synchronize()
             var worst = Float64(0)
@@ -121,9 +100,9 @@ def main() raises:
                 worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
             var t = perf_counter_ns()
             for _ in range(CALLS):
-                launch(ctx, out, x, w, k, g, wk, plain[c])
+                correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
             ctx.synchronize()
             var us = Float64(perf_counter_ns() - t) / 1e3 / CALLS
-            var label = ("window" if k > SMALL_K else "short") if wk > 0 else ("fma " if plain[c] else "tiled ") + String(g) + "/SM"
+            var label = ("window" if k > SMALL_K else "short") if wk > 0 else "tiled " + String(g) + "/SM"
             line += " " + label + " " + String(Float64(Int(us * 10)) / 10.0) + " us (" + String(Int(100 * copy_us / us)) + "% of copy, err " + String(Float32(worst)) + ")"
         print(line)

@@ -14,11 +14,9 @@ Sizes are runtime values, so one compiled kernel serves every length.
 """
 
 from std.math import ceildiv
-from std.sys import is_nvidia_gpu, simd_width_of, size_of
-from std.memory import bitcast
+from std.sys import simd_width_of, size_of
 from max.algorithm import sync_parallelize
 from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx
-from max.gpu.compute.mma import mma
 from max.gpu.primitives.warp import shuffle_down
 from max.gpu.host import DeviceAttribute, DeviceContext
 from max.gpu.memory import AddressSpace
@@ -41,26 +39,14 @@ comptime BLOCKS_PER_SM = 8  # blocks launched per multiprocessor (as many as fit
 
 
 @always_inline
-def swizzle[tensor_cores: Bool = False](i: Int) -> Int:
-    """Shared-memory slot of staged element i: 4 unused slots after every 32
-    (after every 16 for the tensor-core reads).
+def swizzle(i: Int) -> Int:
+    """Shared-memory slot of staged element i: 4 unused slots after every 32.
 
     Thread t reads the R elements from R * t on, 16 bytes per load; without
-    the gaps, the threads of a quarter warp would hit the same banks. The
-    tensor-core fragments read element 16 * g + c in lane 4 * g + c: with a
-    gap after every 16, the 32 lanes hit 32 different banks.
+    the gaps, the threads of a quarter warp would hit the same banks.
     Runs of 4 that start at a multiple of 4 stay contiguous and 16-byte aligned.
     """
-    comptime if tensor_cores:
-        return i + (i >> 4) * 4
     return i + (i >> 5) * 4
-
-
-def power_of_two_at_least(n: Int) -> Int:
-    var p = 1
-    while p < n:
-        p *= 2
-    return p
 
 
 @always_inline
@@ -74,6 +60,9 @@ def split_tile(tile: Int, tiles_per_row: Int, total_tiles: Int) -> Tuple[Int, In
     return (row, tile - row * tiles_per_row)
 
 
+# Input elements staged per step, at most, plus one spare step of R that the
+# inner loop may read ahead (and never use).
+comptime STAGED = TILE + K_CHUNK + OUTPUTS_PER_THREAD
 
 
 @always_inline
@@ -113,7 +102,7 @@ def store_vector[
 
 @always_inline
 def load_step[
-    dtype: DType, main_width: Int, halo_width: Int, tile_outputs: Int, spare: Int
+    dtype: DType, main_width: Int, halo_width: Int
 ](
     mut main: SIMD[accum_type[dtype], main_width],
     mut halo: SIMD[accum_type[dtype], halo_width],
@@ -128,16 +117,15 @@ def load_step[
     vector_io: Bool,
 ):
     """Issues this thread's global loads of one step's input span into main
-    (its vectors of the tile of tile_outputs) and halo (its vectors past the
-    tile: the chunk's taps rounded up to R, plus `spare` more)."""
+    (its vectors of the tile) and halo (its vectors past the tile)."""
     comptime VW = 16 // size_of[dtype]()
     var tid = Int(thread_idx.x)
     var row_col = split_tile(tile, tiles_per_row, total_tiles)
     var x_row = input.unsafe_offset(row_col[0] * n)
-    var src0 = row_col[1] * tile_outputs + chunk * K_CHUNK - shift
-    var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD + spare
+    var src0 = row_col[1] * TILE + chunk * K_CHUNK - shift
+    var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD
     comptime acc = accum_type[dtype]
-    if vector_io and src0 >= 0 and src0 + tile_outputs + halo_len <= n:
+    if vector_io and src0 >= 0 and src0 + TILE + halo_len <= n:
         # The whole span lies inside the row (most steps): no per-vector checks.
         comptime for m in range(main_width // VW):
             var v = tid + m * THREADS
@@ -146,7 +134,7 @@ def load_step[
             var v = tid + h * THREADS
             if v * VW < halo_len:
                 halo = halo.insert[offset = h * VW](
-                    x_row.unsafe_load[width=VW, alignment=16](src0 + tile_outputs + v * VW).cast[acc]()
+                    x_row.unsafe_load[width=VW, alignment=16](src0 + TILE + v * VW).cast[acc]()
                 )
         return
     comptime for m in range(main_width // VW):
@@ -155,38 +143,11 @@ def load_step[
     comptime for h in range(halo_width // VW):
         var v = tid + h * THREADS
         if v * VW < halo_len:
-            halo = halo.insert[offset = h * VW](load_vector[dtype, VW](x_row, src0 + tile_outputs + v * VW, n, vector_io))
-
-
-@always_inline
-def non_finite[width: Int](values: SIMD[DType.float32, width]) -> Bool:
-    """Whether any of the values is an infinity or a NaN (all exponent bits set)."""
-    return (bitcast[DType.uint32, width](values) & 0x7F800000).eq(0x7F800000).reduce_or()
-
-
-@always_inline
-def split_tf32[width: Int](values: SIMD[DType.float32, width]) -> Tuple[SIMD[DType.float32, width], SIMD[DType.float32, width]]:
-    """(high, low): high keeps the 10 mantissa bits a TF32 tensor core reads,
-    low = values - high exactly. high * high + high * low + low * high is
-    within about 3 * 2^-20 of the float32 product."""
-    var high = bitcast[DType.float32, width](bitcast[DType.uint32, width](values) & 0xFFFFE000)
-    return (high, values - high)
-
-
-comptime TAP_PAD = 8  # zero taps staged before the first: the tensor-core fragments read taps from index -7 on
-comptime MMA_OUTPUTS = 128  # outputs of one 16 x 8 tensor-core fragment: 8 runs of 16 consecutive outputs
-comptime MMA_BLOCKS = 4  # such fragments per warp and step, beside the warp's R outputs per thread
-comptime MMA_TILE = THREADS // 32 * MMA_BLOCKS * MMA_OUTPUTS  # outputs per block and step on the tensor cores
-
-
-def tile_outputs[tensor_cores: Bool]() -> Int:
-    """Outputs per block and step of the tiled kernel: TILE on the FMA pipes,
-    plus MMA_TILE on the tensor cores when it uses them."""
-    return TILE + MMA_TILE if tensor_cores else TILE
+            halo = halo.insert[offset = h * VW](load_vector[dtype, VW](x_row, src0 + TILE + v * VW, n, vector_io))
 
 
 def correlate_gpu_kernel[
-    dtype: DType, tensor_cores: Bool
+    dtype: DType
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -198,10 +159,10 @@ def correlate_gpu_kernel[
     flip: Int32,
     vector_io: Int32,
 ):
-    """Each block loops over tiles of consecutive outputs (tile b, b + grid,
+    """Each block loops over tiles of TILE consecutive outputs (tile b, b + grid,
     ... over all rows), one step per tile and chunk of up to K_CHUNK taps.
 
-    A step stages the input span it needs (the tile plus a halo of the chunk's
+    A step stages the input span it needs (TILE plus a halo of the chunk's
     taps) in shared memory, zero-filled past the row's ends, so the inner loop
     has no bounds checks. The global loads for the next step are issued into
     registers before the current step's arithmetic, so they are in flight
@@ -209,23 +170,14 @@ def correlate_gpu_kernel[
     barrier per step. Each thread keeps its outputs in registers across chunks.
     With vector_io (16-byte aligned rows and span), global memory is read and
     written 16 bytes per access.
-
-    The first TILE outputs of a tile are R consecutive outputs per thread,
-    summed with multiply-adds. With tensor_cores (float32 on NVIDIA), the
-    tile has MMA_TILE more, summed on the tensor cores (see that branch):
-    they run beside the multiply-add pipes, so the two together do more per
-    step than either alone.
     """
     comptime acc = accum_type[dtype]
     comptime R = OUTPUTS_PER_THREAD
-    comptime use_mma = tensor_cores and dtype == DType.float32 and is_nvidia_gpu()
-    comptime TILE_OUT = tile_outputs[use_mma]()
-    comptime SPARE = R if use_mma else 0  # the fragments read a few inputs past the chunk's span
     comptime VW = 16 // size_of[dtype]()  # elements per 16-byte global access
-    comptime MAIN = TILE_OUT // (VW * THREADS)  # vectors of the tile each thread loads
-    comptime HALO = ceildiv(K_CHUNK + SPARE, VW * THREADS)  # halo vectors per thread, at most
-    comptime XS = swizzle[use_mma](TILE_OUT + K_CHUNK + R)  # one buffer of staged inputs, a step of R to spare
-    comptime WS = TAP_PAD + K_CHUNK + 2 * R  # one buffer of taps: zeros before and after
+    comptime MAIN = TILE // (VW * THREADS)  # vectors of the tile each thread loads
+    comptime HALO = ceildiv(K_CHUNK, VW * THREADS)  # halo vectors per thread, at most
+    comptime XS = swizzle(STAGED)  # one buffer of staged inputs
+    comptime WS = K_CHUNK + R  # one buffer of taps
     # Two buffers of each: a step's loads go into one while the other is read.
     var xs = stack_allocation[
         2 * XS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
@@ -233,84 +185,56 @@ def correlate_gpu_kernel[
     var ws = stack_allocation[
         2 * WS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
     ]()
-    # Tensor cores only: flags[b] is the number of the last step whose span in
-    # buffer b holds an infinity or NaN; flags[2] is set when a tap does.
-    var flags = stack_allocation[4, Int32, address_space = AddressSpace.SHARED]()
     var tid = Int(thread_idx.x)
     var N = Int(n)
     var K = Int(k)
     var io = vector_io != 0
     var base = tid * R
-    var tiles_per_row = ceildiv(N, TILE_OUT)
+    var tiles_per_row = ceildiv(N, TILE)
     var total_tiles = Int(rows) * tiles_per_row
     var chunks = ceildiv(K, K_CHUNK)
 
     # The loads of one step, held in registers until they go to shared memory.
-    var main = SIMD[acc, power_of_two_at_least(MAIN * VW)](0)  # SIMD widths are powers of two
+    var main = SIMD[acc, MAIN * VW](0)
     var halo = SIMD[acc, HALO * VW](0)
 
     @always_inline
     @parameter
-    def stage(buffer: Int, chunk: Int, taps_too: Bool, step: Int32):
+    def stage(buffer: Int, chunk: Int, taps_too: Bool):
         """Stores the step's loads (and, when taps_too, its chunk's taps,
-        zero-padded to a multiple of R, with zeros around) into the given
-        buffer. With tensor cores, flags a step or taps with a non-finite value."""
+        zero-padded to a multiple of R) into the given buffer."""
         var k0 = chunk * K_CHUNK
         var kc = min(K_CHUNK, K - k0)
         var kc_padded = ceildiv(kc, R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
-        var bad = False
         comptime for m in range(MAIN):
             var v = tid + m * THREADS
-            x_at.unsafe_store[alignment=16](swizzle[use_mma](v * VW), main.slice[VW, offset = m * VW]())
+            x_at.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
         comptime for h in range(HALO):
             var v = tid + h * THREADS
-            if v * VW < kc_padded + SPARE:
-                var vector = halo.slice[VW, offset = h * VW]()
-                x_at.unsafe_store[alignment=16](swizzle[use_mma](TILE_OUT + v * VW), vector)
-                comptime if use_mma:
-                    bad = bad or non_finite[VW](rebind[SIMD[DType.float32, VW]](vector))
-        comptime if use_mma:
-            comptime for m in range(MAIN):
-                bad = bad or non_finite[VW](rebind[SIMD[DType.float32, VW]](main.slice[VW, offset = m * VW]()))
-            if bad:
-                flags.unsafe_store(buffer, step)
+            if v * VW < kc_padded:
+                x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
         if taps_too:
-            var bad_tap = False
-            var t = tid - TAP_PAD
-            while t < kc_padded + 2 * R:
+            var t = tid
+            while t < kc_padded:
                 var tap = Scalar[acc](0)
-                if t >= 0 and t < kc:
+                if t < kc:
                     var j = k0 + t
                     if flip != 0:
                         j = K - 1 - j
                     tap = kernel.unsafe_load(j).cast[acc]()
-                    comptime if use_mma:
-                        bad_tap = bad_tap or non_finite[1](rebind[Float32](tap))
-                ws.unsafe_store(buffer * WS + TAP_PAD + t, tap)
+                ws.unsafe_store(buffer * WS + t, tap)
                 t += THREADS
-            if bad_tap:
-                flags.unsafe_store(2, 1)
 
     var tile = Int(block_idx.x)
     var chunk = 0
     if tile >= total_tiles:
         return
-    load_step[dtype, tile_outputs=TILE_OUT, spare=SPARE](
-        main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io
-    )
-    comptime if use_mma:
-        if tid == 0:
-            flags.unsafe_store(0, -1)
-            flags.unsafe_store(1, -1)
-            flags.unsafe_store(2, 0)
-        barrier()
-    var step: Int32 = 0
-    stage(0, 0, True, step)
+    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+    stage(0, 0, True)
     barrier()
     var buffer = 0
     var sums = SIMD[acc, R](0)
-    var mma_sums = SIMD[DType.float32, 4 * MMA_BLOCKS](0)  # tensor cores only
     while True:
         var next_tile = tile
         var next_chunk = chunk + 1
@@ -319,27 +243,22 @@ def correlate_gpu_kernel[
             next_tile += Int(grid_dim.x)
         var more = next_tile < total_tiles
         if more:
-            load_step[dtype, tile_outputs=TILE_OUT, spare=SPARE](
-                main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io
-            )
+            load_step[dtype](main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
 
-        var kc = min(K_CHUNK, K - chunk * K_CHUNK)
-        var kc_padded = ceildiv(kc, R) * R
-        var x_at = xs.unsafe_offset(buffer * XS)
-        var w_at = ws.unsafe_offset((buffer * WS if chunks > 1 else 0) + TAP_PAD)
         # Slide a window of 2R inputs over the staged span: each step of R
         # taps reads R new inputs and R taps, and does R * R multiply-adds.
         # The next step's shared-memory reads are issued before this step's
         # arithmetic, so their latency hides behind it. With a single chunk
         # the taps are the same at every step: staged once, in buffer 0.
-        var window = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base))
-        var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base + R))
+        var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
+        var x_at = xs.unsafe_offset(buffer * XS)
+        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
+        var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
+        var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
         var taps = w_at.unsafe_load[width=R, alignment=16](0)
-
-        @always_inline
-        @parameter
-        def fma_step(j0: Int):
-            var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle[use_mma](base + 2 * R + j0))
+        var j0 = 0
+        while j0 < kc_padded:
+            var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
             var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
             var full = window.join(ahead)
             comptime for jj in range(R):
@@ -348,122 +267,30 @@ def correlate_gpu_kernel[
             window = ahead
             ahead = next_ahead
             taps = next_taps
-
-        comptime if use_mma:
-            # The warp's MMA_BLOCKS blocks of MMA_OUTPUTS outputs after the
-            # first TILE, each a 16 x 8 matrix D[c, m] = out[16 m + c]. Then
-            #     D[c, m] = sum over t of  A[c, t] * B[t, m],
-            #     A[c, t] = w'[t - c] (zero outside [0, kc)),  B[t, m] = x[16 m + t],
-            # a product with an inner size of kc + 15, done as steps of 8:
-            # one m16n8k8 TF32 tensor-core instruction per step and block,
-            # three with the high and low halves of float32 (split_tf32).
-            # A step's A is the same for every block of the warp, and its
-            # last two registers are the previous step's first two.
-            # Two such steps go with each step of the multiply-adds, in one
-            # loop body, so the tensor cores work while the FMA pipes do.
-            # The products multiply inputs outside an output's window by
-            # zero taps: an infinity or NaN there would spread to its
-            # neighbours, so a step whose inputs or taps hold one takes
-            # the plain loop below instead (the same sum, one output at a time).
-            var lane = Int(lane_id())
-            var g = lane >> 2
-            var c = lane & 3
-            var first = TILE + (tid // WARP_SIZE) * (MMA_BLOCKS * MMA_OUTPUTS)
-            var a_hi = SIMD[DType.float32, 4](0)
-            var a_lo = SIMD[DType.float32, 4](0)
-
-            @always_inline
-            @parameter
-            def mma_step(s: Int):
-                var t = 8 * s + c - g  # A[g, c] of this step
-                var taps = split_tf32[2](
-                    SIMD[DType.float32, 2](rebind[Float32](w_at.unsafe_load(t)), rebind[Float32](w_at.unsafe_load(t + 4)))
-                )
-                # Registers: A[g, c], A[g + 8, c], A[g, c + 4], A[g + 8, c + 4].
-                a_hi = SIMD[DType.float32, 4](taps[0][0], a_hi[0], taps[0][1], a_hi[2])
-                a_lo = SIMD[DType.float32, 4](taps[1][0], a_lo[0], taps[1][1], a_lo[2])
-                var b_at = x_at.unsafe_offset(swizzle[True](first + 16 * g + c + 8 * s))  # B[c, g] of block 0
-                comptime for blk in range(MMA_BLOCKS):
-                    # 128 more outputs: 160 more slots (a gap after each 16)
-                    comptime at = blk * (MMA_OUTPUTS + MMA_OUTPUTS // 4)
-                    var x = split_tf32[2](
-                        SIMD[DType.float32, 2](rebind[Float32](b_at.unsafe_load(at)), rebind[Float32](b_at.unsafe_load(at + 4)))
-                    )
-                    var d = mma_sums.slice[4, offset = blk * 4]()
-                    # The small terms first, then the large one.
-                    mma(d, a_lo, x[0], d)
-                    mma(d, a_hi, x[1], d)
-                    mma(d, a_hi, x[0], d)
-                    mma_sums = mma_sums.insert[offset = blk * 4](d)
-
-            if flags.unsafe_load(buffer) != step and flags.unsafe_load(2) == 0:
-                var j0 = 0
-                while j0 < kc_padded:
-                    mma_step(j0 // 8)
-                    mma_step(j0 // 8 + 1)
-                    fma_step(j0)
-                    j0 += R
-                for s in range(kc_padded // 8, ceildiv(kc + 15, 8)):
-                    mma_step(s)
-            else:
-                var j0 = 0
-                while j0 < kc_padded:
-                    fma_step(j0)
-                    j0 += R
-                comptime for q in range(4 * MMA_BLOCKS):
-                    var o = first + (q // 4) * MMA_OUTPUTS + mma_output_offset(q % 4, g, c)
-                    var sum = Float32(0)
-                    for j in range(kc):
-                        sum += rebind[Float32](x_at.unsafe_load(swizzle[True](o + j)) * w_at.unsafe_load(j))
-                    mma_sums[q] += sum
-        else:
-            var j0 = 0
-            while j0 < kc_padded:
-                fma_step(j0)
-                j0 += R
+            j0 += R
 
         if chunk == chunks - 1:
-            var row_col = split_tile(tile, tiles_per_row, total_tiles)
-            var out_row = output.unsafe_offset(row_col[0] * N)
-            var t0 = row_col[1] * TILE_OUT
-            var inside = t0 + TILE_OUT <= N
             # Each thread writes its R consecutive outputs, 16 bytes per store.
-            var i0 = t0 + base
-            if io and inside:
+            var row_col = split_tile(tile, tiles_per_row, total_tiles)
+            var i0 = row_col[1] * TILE + base
+            var out_row = output.unsafe_offset(row_col[0] * N)
+            if io and row_col[1] * TILE + TILE <= N:
                 comptime for m in range(R // VW):
                     out_row.unsafe_store[alignment=16](i0 + m * VW, sums.slice[VW, offset = m * VW]().cast[dtype]())
             else:
                 comptime for m in range(R // VW):
                     store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
             sums = SIMD[acc, R](0)
-            comptime if use_mma:
-                # Lane (g, c) holds outputs 32 c + g + {0, 16, 8, 24} of each
-                # block: each store writes four whole 32-byte runs.
-                var lane = Int(lane_id())
-                var first = t0 + TILE + (tid // WARP_SIZE) * (MMA_BLOCKS * MMA_OUTPUTS)
-                comptime for q in range(4 * MMA_BLOCKS):
-                    var i = first + (q // 4) * MMA_OUTPUTS + mma_output_offset(q % 4, lane >> 2, lane & 3)
-                    if inside or i < N:
-                        out_row.unsafe_store(i, rebind[Scalar[dtype]](mma_sums[q]))
-                mma_sums = SIMD[DType.float32, 4 * MMA_BLOCKS](0)
         if not more:
             break
         # The other buffer was last read in the previous step, which every
         # thread finished before the barrier below was passed: one barrier
         # per step.
         buffer = 1 - buffer
-        step += 1
-        stage(buffer, next_chunk, chunks > 1, step)
+        stage(buffer, next_chunk, chunks > 1)
         barrier()
         tile = next_tile
         chunk = next_chunk
-
-
-@always_inline
-def mma_output_offset(register: Int, g: Int, c: Int) -> Int:
-    """Where, in a block of MMA_OUTPUTS, the D register (0 to 3) of lane
-    (g = lane / 4, c = lane % 4) lands: D[g (+ 8), 2 c (+ 1)] is out[16 m + row]."""
-    return 32 * c + g + 16 * (register & 1) + 8 * (register >> 1)
 
 
 # ===----------------------------------------------------------------------=== #
@@ -590,7 +417,7 @@ def correlate_window_gpu_kernel[
 
 
 def correlate_gpu[
-    dtype: DType, tensor_cores: Bool = dtype == DType.float32
+    dtype: DType
 ](
     ctx: DeviceContext,
     output: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -608,8 +435,7 @@ def correlate_gpu[
     per group up to SMALL_K); else correlate_gpu_kernel with blocks_per_sm
     blocks per multiprocessor (or one per tile when there are fewer tiles).
     window_k is window_k_limit[dtype]() unless given; tuning sets it (at most
-    WINDOW_K) to compare the kernels. The tiled kernel uses tensor cores for
-    float32 on NVIDIA GPUs unless tensor_cores is False (tuning compares)."""
+    WINDOW_K) to compare the kernels."""
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
@@ -637,9 +463,9 @@ def correlate_gpu[
             block_dim=THREADS,
         )
         return
-    var tiles = rows * ceildiv(n, tile_outputs[tensor_cores]())
+    var tiles = rows * ceildiv(n, TILE)
     var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    comptime tiled = correlate_gpu_kernel[dtype, tensor_cores]
+    comptime tiled = correlate_gpu_kernel[dtype]
     ctx.enqueue_function[tiled](
         output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
         grid_dim=min(tiles, sms * blocks_per_sm),
