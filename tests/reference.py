@@ -14,14 +14,6 @@ def correlate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """out[..., i] = sum over j with i + j < N of x[..., i + j] * w[j], in float64."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     w = np.asarray(w, dtype=np.float64)
-    n = x.shape[1]
-    if not (np.isfinite(x).all() and np.isfinite(w).all()):
-        # Terms past the end are absent, not zero times a tap: an infinite
-        # tap must not turn them into NaN (0 * inf), so add term by term.
-        out = np.zeros_like(x)
-        for j in range(min(len(w), n)):
-            out[:, : n - j] += x[:, j:] * w[j]
-        return out
     padded = np.concatenate([x, np.zeros((x.shape[0], len(w) - 1))], axis=1)
     return np.stack([np.correlate(row, w, mode="valid") for row in padded])
 
