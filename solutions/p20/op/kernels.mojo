@@ -250,15 +250,14 @@ def correlate_gpu_kernel[
         # The next step's shared-memory reads are issued before this step's
         # arithmetic, so their latency hides behind it. With a single chunk
         # the taps are the same at every step: staged once, in buffer 0.
-        var kc = min(K_CHUNK, K - chunk * K_CHUNK)
-        var kc_whole = kc - kc % R  # taps in whole steps of R
+        var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
         var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
         var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
         var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
         var taps = w_at.unsafe_load[width=R, alignment=16](0)
         var j0 = 0
-        while j0 < kc_whole:
+        while j0 < kc_padded:
             var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
             var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
             var full = window.join(ahead)
@@ -269,13 +268,6 @@ def correlate_gpu_kernel[
             ahead = next_ahead
             taps = next_taps
             j0 += R
-        # The chunk's last taps, fewer than R, one at a time from shared
-        # memory. The staged taps past them are zeros, but they are skipped,
-        # not multiplied: an infinite or NaN input times a zero tap is NaN,
-        # and would reach outputs whose window does not hold it.
-        comptime for r in range(R):
-            for j in range(kc_whole, kc):
-                sums[r] += x_at.unsafe_load(swizzle(base + r + j)) * w_at.unsafe_load(j)
 
         if chunk == chunks - 1:
             # Each thread writes its R consecutive outputs, 16 bytes per store.
@@ -375,7 +367,6 @@ def correlate_window_gpu_kernel[
         t += BLOCK
     barrier()
     var steps = ceildiv(K, T)
-    var last_taps = K - (steps - 1) * T  # taps in the last step, 1 to T
     var tiles_per_row = ceildiv(N, BLOCK_OUTPUTS)
     var total = Int(rows) * tiles_per_row
     var tile = Int(block_idx.x)
@@ -414,13 +405,9 @@ def correlate_window_gpu_kernel[
                             )
                 var taps = ws.unsafe_load[width=T, alignment = T * size_of[acc]()](s * T)
                 var window = current.join(following)
-                # The last step's zero taps past K are skipped, not multiplied
-                # (an infinite or NaN input times zero is NaN).
-                var whole_step = s + 1 < steps
                 comptime for jj in range(T):
-                    if jj == 0 or whole_step or jj < last_taps:
-                        comptime for r in range(R):
-                            sums[r] += window[r + jj] * taps[jj]
+                    comptime for r in range(R):
+                        sums[r] += window[r + jj] * taps[jj]
                 comptime for e in range(R):  # slide by T (a slice's offset must be a multiple of its width)
                     current[e] = window[e + T]
             var i = src + Int(shift)
