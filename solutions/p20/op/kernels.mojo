@@ -16,6 +16,8 @@ Sizes are runtime values, so one compiled kernel serves every length.
 from std.math import ceildiv
 from std.sys import simd_width_of, size_of
 from max.algorithm import sync_parallelize
+from max.gpu.globals import MAX_THREADS_PER_BLOCK_METADATA
+from std.utils import StaticTuple
 from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx
 from max.gpu.primitives.warp import shuffle_down
 from max.gpu.host import DeviceAttribute, DeviceContext
@@ -64,6 +66,17 @@ def split_tile(tile: Int, tiles_per_row: Int, total_tiles: Int) -> Tuple[Int, In
 # inner loop may read ahead (and never use).
 comptime STAGED = TILE + K_CHUNK + OUTPUTS_PER_THREAD
 
+# The pair form of the tiled kernel (see correlate_gpu_kernel): each thread
+# owns the same 16 outputs, as PAIRS pairs, and takes steps of PAIR_STEP taps
+# of each half-length kernel (2 * PAIR_STEP taps of the kernel).
+comptime PAIRS = OUTPUTS_PER_THREAD // 2
+comptime PAIR_STEP = 16
+# Pairs staged per step in each of the three sequences, plus a spare step the
+# inner loop may read ahead; and one of the three tap arrays (one tap more
+# than half a chunk, plus the read-ahead).
+comptime PAIR_STAGED = TILE // 2 + K_CHUNK // 2 + PAIR_STEP
+comptime PAIR_TAPS = K_CHUNK // 2 + PAIR_STEP
+
 
 @always_inline
 def load_vector[
@@ -102,7 +115,7 @@ def store_vector[
 
 @always_inline
 def load_step[
-    dtype: DType, main_width: Int, halo_width: Int
+    dtype: DType, main_width: Int, halo_width: Int, halo_step: Int
 ](
     mut main: SIMD[accum_type[dtype], main_width],
     mut halo: SIMD[accum_type[dtype], halo_width],
@@ -117,13 +130,14 @@ def load_step[
     vector_io: Bool,
 ):
     """Issues this thread's global loads of one step's input span into main
-    (its vectors of the tile) and halo (its vectors past the tile)."""
+    (its vectors of the tile) and halo (its vectors past the tile: the
+    chunk's taps rounded up to a multiple of halo_step)."""
     comptime VW = 16 // size_of[dtype]()
     var tid = Int(thread_idx.x)
     var row_col = split_tile(tile, tiles_per_row, total_tiles)
     var x_row = input.unsafe_offset(row_col[0] * n)
     var src0 = row_col[1] * TILE + chunk * K_CHUNK - shift
-    var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD
+    var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), halo_step) * halo_step
     comptime acc = accum_type[dtype]
     if vector_io and src0 >= 0 and src0 + TILE + halo_len <= n:
         # The whole span lies inside the row (most steps): no per-vector checks.
@@ -146,8 +160,16 @@ def load_step[
             halo = halo.insert[offset = h * VW](load_vector[dtype, VW](x_row, src0 + TILE + v * VW, n, vector_io))
 
 
+# Launch bounds: THREADS per block and BLOCKS_PER_SM blocks resident per
+# multiprocessor, so ptxas keeps to 65536 / (8 * 64) = 128 registers a thread
+# (unbounded, it took 140 for the pair form: 7 blocks). float64 sums take two
+# registers each: half as many blocks, so that nothing spills.
+@__llvm_metadata(
+    MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(THREADS)),
+    `nvvm.minctasm`=SIMDLength(BLOCKS_PER_SM if size_of[dtype]() < 8 else BLOCKS_PER_SM // 2),
+)
 def correlate_gpu_kernel[
-    dtype: DType
+    dtype: DType, pairs: Bool
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -170,14 +192,31 @@ def correlate_gpu_kernel[
     barrier per step. Each thread keeps its outputs in registers across chunks.
     With vector_io (16-byte aligned rows and span), global memory is read and
     written 16 bytes per access.
+
+    With pairs, a step does a quarter fewer multiply-adds (a 2-parallel fast
+    FIR). In a chunk's span x and taps w (w[j] = 0 outside [0, kc)), output
+    pair m is
+
+        out[2m]     = A[m] + B[m]
+        out[2m + 1] = S[m] - A[m] - B[m + 1]
+
+    where A, B and S are correlations with about kc / 2 taps each:
+    A[m] = sum over t of x[2m + 2t] w[2t], B[m] = sum of x[2m + 2t + 1] w[2t + 1],
+    S[m] = sum over t <= kc / 2 of (x[2m + 2t] + x[2m + 2t + 1]) (w[2t] + w[2t - 1]).
+    So the span is staged as three sequences of pairs (even elements, odd
+    elements, their sums) and the taps as three arrays. An output's rounding
+    error is then relative to the sizes of its neighbours' terms too.
     """
     comptime acc = accum_type[dtype]
     comptime R = OUTPUTS_PER_THREAD
     comptime VW = 16 // size_of[dtype]()  # elements per 16-byte global access
+    comptime PV = VW // 2  # pairs per 16-byte global access
     comptime MAIN = TILE // (VW * THREADS)  # vectors of the tile each thread loads
     comptime HALO = ceildiv(K_CHUNK, VW * THREADS)  # halo vectors per thread, at most
-    comptime XS = swizzle(STAGED)  # one buffer of staged inputs
-    comptime WS = K_CHUNK + R  # one buffer of taps
+    comptime XA = swizzle(PAIR_STAGED)  # one sequence of pairs
+    comptime XS = 3 * XA if pairs else swizzle(STAGED)  # one buffer of staged inputs
+    comptime WS = 3 * PAIR_TAPS if pairs else K_CHUNK + R  # one buffer of taps
+    comptime STEP = 2 * PAIR_STEP if pairs else R  # kernel taps per step
     # Two buffers of each: a step's loads go into one while the other is read.
     var xs = stack_allocation[
         2 * XS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
@@ -202,39 +241,116 @@ def correlate_gpu_kernel[
     @parameter
     def stage(buffer: Int, chunk: Int, taps_too: Bool):
         """Stores the step's loads (and, when taps_too, its chunk's taps,
-        zero-padded to a multiple of R) into the given buffer."""
+        zero-padded to whole steps) into the given buffer."""
         var k0 = chunk * K_CHUNK
         var kc = min(K_CHUNK, K - k0)
-        var kc_padded = ceildiv(kc, R) * R
+        var kc_padded = ceildiv(kc, STEP) * STEP
         var x_at = xs.unsafe_offset(buffer * XS)
-        comptime for m in range(MAIN):
-            var v = tid + m * THREADS
-            x_at.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
-        comptime for h in range(HALO):
-            var v = tid + h * THREADS
-            if v * VW < kc_padded:
-                x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
-        if taps_too:
-            var t = tid
-            while t < kc_padded:
-                var tap = Scalar[acc](0)
-                if t < kc:
-                    var j = k0 + t
-                    if flip != 0:
-                        j = K - 1 - j
-                    tap = kernel.unsafe_load(j).cast[acc]()
-                ws.unsafe_store(buffer * WS + t, tap)
-                t += THREADS
+
+        @always_inline
+        @parameter
+        def tap(j: Int) -> Scalar[acc]:
+            """Tap j of the chunk, in the order the sum reads them; zero outside it."""
+            if j < 0 or j >= kc:
+                return 0
+            return kernel.unsafe_load(K - 1 - (k0 + j) if flip != 0 else k0 + j).cast[acc]()
+
+        comptime if pairs:
+            comptime align = PV * size_of[acc]()
+
+            @always_inline
+            @parameter
+            def store_pairs(at: Int, values: SIMD[acc, VW]):
+                var split = values.deinterleave()
+                x_at.unsafe_store[alignment=align](at, split[0])
+                x_at.unsafe_store[alignment=align](XA + at, split[1])
+                x_at.unsafe_store[alignment=align](2 * XA + at, split[0] + split[1])
+
+            comptime for m in range(MAIN):
+                var v = tid + m * THREADS
+                store_pairs(swizzle(v * PV), main.slice[VW, offset = m * VW]())
+            comptime for h in range(HALO):
+                var v = tid + h * THREADS
+                if v * VW < kc_padded:
+                    store_pairs(swizzle(TILE // 2 + v * PV), halo.slice[VW, offset = h * VW]())
+            if taps_too:
+                # Taps 0 .. kc / 2 of each array: S has one more than A and B.
+                var w_at = ws.unsafe_offset(buffer * WS)
+                var t = tid
+                while t <= kc_padded // 2:
+                    var even = tap(2 * t)
+                    w_at.unsafe_store(t, even)
+                    w_at.unsafe_store(PAIR_TAPS + t, tap(2 * t + 1))
+                    w_at.unsafe_store(2 * PAIR_TAPS + t, even + tap(2 * t - 1))
+                    t += THREADS
+        else:
+            comptime for m in range(MAIN):
+                var v = tid + m * THREADS
+                x_at.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
+            comptime for h in range(HALO):
+                var v = tid + h * THREADS
+                if v * VW < kc_padded:
+                    x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
+            if taps_too:
+                var t = tid
+                while t < kc_padded:
+                    ws.unsafe_store(buffer * WS + t, tap(t))
+                    t += THREADS
+
+    @always_inline
+    @parameter
+    def pair_pass[
+        extra: Bool
+    ](x_off: Int, w_off: Int, steps_end: Int, init: SIMD[acc, PAIRS]) -> Tuple[
+        SIMD[acc, PAIRS], Scalar[acc], SIMD[acc, PAIRS]
+    ]:
+        """One of A, B, S for this thread's pairs, from the sequence at x_off
+        and the taps at w_off (offsets into the shared buffers), added to
+        init; with extra, also the next pair's (B[m + 1]). Returns the sums,
+        that extra sum, and the window where the loop stopped."""
+        comptime P = PAIRS
+        comptime T = PAIR_STEP
+        var b2 = tid * P
+        var sums = init
+        var next_sum = Scalar[acc](0)
+        var window = xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2))
+        var ahead = xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + P)).join(
+            xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + 2 * P))
+        )
+        var j0 = 0
+        while j0 < steps_end:
+            var next_ahead = xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + 3 * P + j0)).join(
+                xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + 4 * P + j0))
+            )
+            var taps = ws.unsafe_load[width=T, alignment=16](w_off + j0)
+            comptime for jj in range(T):
+                comptime for r in range(P + 1 if extra else P):
+                    comptime e = r + jj
+                    var value: Scalar[acc]
+                    comptime if e < P:
+                        value = window[e]
+                    else:
+                        value = ahead[e - P]
+                    comptime if r < P:
+                        sums[r] += value * taps[jj]
+                    else:
+                        next_sum += value * taps[jj]
+            window = ahead.slice[P, offset=P]()
+            ahead = next_ahead
+            j0 += T
+        return (sums, next_sum, window)
 
     var tile = Int(block_idx.x)
     var chunk = 0
     if tile >= total_tiles:
         return
-    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+    load_step[dtype, halo_step=STEP](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
     stage(0, 0, True)
     barrier()
     var buffer = 0
     var sums = SIMD[acc, R](0)
+    var even = SIMD[acc, PAIRS](0)  # with pairs, the outputs 2m and 2m + 1 of sums
+    var odd = SIMD[acc, PAIRS](0)
     while True:
         var next_tile = tile
         var next_chunk = chunk + 1
@@ -243,33 +359,63 @@ def correlate_gpu_kernel[
             next_tile += Int(grid_dim.x)
         var more = next_tile < total_tiles
         if more:
-            load_step[dtype](main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+            load_step[dtype, halo_step=STEP](
+                main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io
+            )
 
-        # Slide a window of 2R inputs over the staged span: each step of R
-        # taps reads R new inputs and R taps, and does R * R multiply-adds.
-        # The next step's shared-memory reads are issued before this step's
-        # arithmetic, so their latency hides behind it. With a single chunk
-        # the taps are the same at every step: staged once, in buffer 0.
-        var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
+        var kc = min(K_CHUNK, K - chunk * K_CHUNK)
+        var kc_padded = ceildiv(kc, STEP) * STEP
         var x_at = xs.unsafe_offset(buffer * XS)
-        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
-        var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
-        var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
-        var taps = w_at.unsafe_load[width=R, alignment=16](0)
-        var j0 = 0
-        while j0 < kc_padded:
-            var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
-            var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
-            var full = window.join(ahead)
-            comptime for jj in range(R):
-                comptime for r in range(R):
-                    sums[r] += full[r + jj] * taps[jj]
-            window = ahead
-            ahead = next_ahead
-            taps = next_taps
-            j0 += R
+        # With a single chunk the taps are the same at every step: staged
+        # once, in buffer 0.
+        var w_base = buffer * WS if chunks > 1 else 0
+        comptime if pairs:
+            # Three passes over the staged pairs; the next step's shared-memory
+            # reads are issued a step ahead, as below.
+            var half = kc_padded // 2
+            var zero = SIMD[acc, PAIRS](0)
+            var a = pair_pass[False](buffer * XS, w_base, half, zero)
+            even += a[0]
+            odd -= a[0]
+            var b = pair_pass[True](buffer * XS + XA, w_base + PAIR_TAPS, half, zero)
+            even += b[0]
+            comptime for r in range(PAIRS):
+                comptime if r + 1 < PAIRS:
+                    odd[r] -= b[0][r + 1]
+                else:
+                    odd[r] -= b[1]
+            var s = pair_pass[False](buffer * XS + 2 * XA, w_base + 2 * PAIR_TAPS, half, odd)
+            odd = s[0]
+            if ceildiv(kc, 2) == half:
+                # S's last tap fell past the padded steps: the window holds its inputs.
+                odd += s[2] * ws.unsafe_load(w_base + 2 * PAIR_TAPS + half)
+        else:
+            # Slide a window of 2R inputs over the staged span: each step of R
+            # taps reads R new inputs and R taps, and does R * R multiply-adds.
+            # The next step's shared-memory reads are issued before this step's
+            # arithmetic, so their latency hides behind it.
+            var w_at = ws.unsafe_offset(w_base)
+            var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
+            var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
+            var taps = w_at.unsafe_load[width=R, alignment=16](0)
+            var j0 = 0
+            while j0 < kc_padded:
+                var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
+                var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
+                var full = window.join(ahead)
+                comptime for jj in range(R):
+                    comptime for r in range(R):
+                        sums[r] += full[r + jj] * taps[jj]
+                window = ahead
+                ahead = next_ahead
+                taps = next_taps
+                j0 += R
 
         if chunk == chunks - 1:
+            comptime if pairs:
+                sums = even.interleave(odd)
+                even = SIMD[acc, PAIRS](0)
+                odd = SIMD[acc, PAIRS](0)
             # Each thread writes its R consecutive outputs, 16 bytes per store.
             var row_col = split_tile(tile, tiles_per_row, total_tiles)
             var i0 = row_col[1] * TILE + base
@@ -416,6 +562,18 @@ def correlate_window_gpu_kernel[
         tile += Int(grid_dim.x)
 
 
+def pairs_pay_off(k: Int) -> Bool:
+    """Whether the tiled kernel's pair form does at least a tenth fewer
+    multiply-adds per thread than the plain form, each with its taps padded
+    to whole steps (the pair form also reads shared memory more often per
+    multiply-add). Per step a thread does 3 * PAIRS + 1 sums of PAIR_STEP
+    half-length taps for 2 * PAIR_STEP taps, against R * R for R taps."""
+    comptime R = OUTPUTS_PER_THREAD
+    var pair_work = (3 * PAIRS + 1) * PAIR_STEP * ceildiv(k, 2 * PAIR_STEP)
+    var plain_work = R * R * ceildiv(k, R)
+    return 10 * pair_work <= 9 * plain_work
+
+
 def correlate_gpu[
     dtype: DType
 ](
@@ -430,12 +588,14 @@ def correlate_gpu[
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
     window_k: Int = -1,
+    use_pairs: Int = -1,
 ) raises:
     """Launches the window kernel for k <= window_k (one vector of outputs
     per group up to SMALL_K); else correlate_gpu_kernel with blocks_per_sm
-    blocks per multiprocessor (or one per tile when there are fewer tiles).
-    window_k is window_k_limit[dtype]() unless given; tuning sets it (at most
-    WINDOW_K) to compare the kernels."""
+    blocks per multiprocessor (or one per tile when there are fewer tiles),
+    in its pair form where pairs_pay_off(k). window_k is window_k_limit[dtype]()
+    unless given, and use_pairs (0 or 1) overrides the choice of form: tuning
+    sets them to compare the kernels."""
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
@@ -465,12 +625,21 @@ def correlate_gpu[
         return
     var tiles = rows * ceildiv(n, TILE)
     var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    comptime tiled = correlate_gpu_kernel[dtype]
-    ctx.enqueue_function[tiled](
-        output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-        grid_dim=min(tiles, sms * blocks_per_sm),
-        block_dim=THREADS,
-    )
+    var grid = min(tiles, sms * blocks_per_sm)
+    if pairs_pay_off(k) if use_pairs < 0 else use_pairs > 0:
+        comptime tiled_pairs = correlate_gpu_kernel[dtype, True]
+        ctx.enqueue_function[tiled_pairs](
+            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+            grid_dim=grid,
+            block_dim=THREADS,
+        )
+    else:
+        comptime tiled = correlate_gpu_kernel[dtype, False]
+        ctx.enqueue_function[tiled](
+            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+            grid_dim=grid,
+            block_dim=THREADS,
+        )
 
 
 # ===----------------------------------------------------------------------=== #
