@@ -299,6 +299,36 @@ def correlate_gpu_kernel[
 
     @always_inline
     @parameter
+    def pair_taps[
+        extra: Bool, first: Int, last: Int
+    ](
+        mut sums: SIMD[acc, PAIRS],
+        mut next_sum: Scalar[acc],
+        a: SIMD[acc, PAIRS],
+        b: SIMD[acc, PAIRS],
+        c: SIMD[acc, PAIRS],
+        taps: SIMD[acc, PAIR_STEP],
+    ):
+        """Taps first ..< last of a step over the window a, b, c (three
+        blocks of PAIRS consecutive elements of a sequence)."""
+        comptime P = PAIRS
+        comptime for jj in range(first, last):
+            comptime for r in range(P + 1 if extra else P):
+                comptime e = r + jj
+                var value: Scalar[acc]
+                comptime if e < P:
+                    value = a[e]
+                elif e < 2 * P:
+                    value = b[e - P]
+                else:
+                    value = c[e - 2 * P]
+                comptime if r < P:
+                    sums[r] += value * taps[jj]
+                else:
+                    next_sum += value * taps[jj]
+
+    @always_inline
+    @parameter
     def pair_pass[
         extra: Bool
     ](x_off: Int, w_off: Int, steps_end: Int, init: SIMD[acc, PAIRS]) -> Tuple[
@@ -307,38 +337,53 @@ def correlate_gpu_kernel[
         """One of A, B, S for this thread's pairs, from the sequence at x_off
         and the taps at w_off (offsets into the shared buffers), added to
         init; with extra, also the next pair's (B[m + 1]). Returns the sums,
-        that extra sum, and the window where the loop stopped."""
+        that extra sum, and the block of inputs where the steps stopped.
+
+        A step of PAIR_STEP taps reads three blocks of PAIRS inputs and moves
+        on by two. The blocks live in a ring of four, s0 to s3, and two
+        steps make one turn, so no register is copied: a step loads the
+        block after its window into the free slot, and the one after that
+        into its first slot once its first half no longer needs it. Block q
+        lies at swizzle(b2 + 8 q), and swizzle(i + 32) = swizzle(i) + 36.
+        """
         comptime P = PAIRS
         comptime T = PAIR_STEP
+        comptime TURN = swizzle(4 * P)  # the offset of block q + 4 from block q
         var b2 = tid * P
+        var at0 = x_off + swizzle(b2)
+        var at1 = x_off + swizzle(b2 + P)
+        var at2 = x_off + swizzle(b2 + 2 * P)
+        var at3 = x_off + swizzle(b2 + 3 * P)
         var sums = init
         var next_sum = Scalar[acc](0)
-        var window = xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2))
-        var ahead = xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + P)).join(
-            xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + 2 * P))
-        )
+        var s0 = xs.unsafe_load[width=P, alignment=16](at0)
+        var s1 = xs.unsafe_load[width=P, alignment=16](at1)
+        var s2 = xs.unsafe_load[width=P, alignment=16](at2)
         var j0 = 0
-        while j0 < steps_end:
-            var next_ahead = xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + 3 * P + j0)).join(
-                xs.unsafe_load[width=P, alignment=16](x_off + swizzle(b2 + 4 * P + j0))
-            )
+        while j0 + 2 * T <= steps_end:
+            # Window s0 s1 s2; then s2 s3 s0.
+            var s3 = xs.unsafe_load[width=P, alignment=16](at3)
             var taps = ws.unsafe_load[width=T, alignment=16](w_off + j0)
-            comptime for jj in range(T):
-                comptime for r in range(P + 1 if extra else P):
-                    comptime e = r + jj
-                    var value: Scalar[acc]
-                    comptime if e < P:
-                        value = window[e]
-                    else:
-                        value = ahead[e - P]
-                    comptime if r < P:
-                        sums[r] += value * taps[jj]
-                    else:
-                        next_sum += value * taps[jj]
-            window = ahead.slice[P, offset=P]()
-            ahead = next_ahead
-            j0 += T
-        return (sums, next_sum, window)
+            pair_taps[extra, 0, P](sums, next_sum, s0, s1, s2, taps)
+            s0 = xs.unsafe_load[width=P, alignment=16](at0 + TURN)  # as above
+            pair_taps[extra, P, T](sums, next_sum, s0, s1, s2, taps)
+            taps = ws.unsafe_load[width=T, alignment=16](w_off + j0 + T)
+            pair_taps[extra, 0, P](sums, next_sum, s2, s3, s0, taps)
+            s1 = xs.unsafe_load[width=P, alignment=16](at1 + TURN)
+            s2 = xs.unsafe_load[width=P, alignment=16](at2 + TURN)  # taps P on do not read the first block
+            pair_taps[extra, P, T](sums, next_sum, s2, s3, s0, taps)
+            at0 += TURN
+            at1 += TURN
+            at2 += TURN
+            at3 += TURN
+            j0 += 2 * T
+        if j0 < steps_end:
+            # An odd number of steps: the last one needs no more loads, and
+            # stops at s2.
+            var taps = ws.unsafe_load[width=T, alignment=16](w_off + j0)
+            pair_taps[extra, 0, T](sums, next_sum, s0, s1, s2, taps)
+            return (sums, next_sum, s2)
+        return (sums, next_sum, s0)
 
     var tile = Int(block_idx.x)
     var chunk = 0
