@@ -343,8 +343,10 @@ def correlate_gpu_kernel[
         on by two. The blocks live in a ring of four, s0 to s3, and two
         steps make one turn, so no register is copied: a step loads the
         block after its window into the free slot, and the one after that
-        into its first slot once its first half no longer needs it. Block q
-        lies at swizzle(b2 + 8 q), and swizzle(i + 32) = swizzle(i) + 36.
+        into its first slot once its first half no longer needs it (the
+        last step loads nothing: shared memory's bandwidth is what limits
+        short kernels here). Block q lies at swizzle(b2 + 8 q), and
+        swizzle(i + 32) = swizzle(i) + 36.
         """
         comptime P = PAIRS
         comptime T = PAIR_STEP
@@ -369,8 +371,9 @@ def correlate_gpu_kernel[
             pair_taps[extra, P, T](sums, next_sum, s0, s1, s2, taps)
             taps = ws.unsafe_load[width=T, alignment=16](w_off + j0 + T)
             pair_taps[extra, 0, P](sums, next_sum, s2, s3, s0, taps)
-            s1 = xs.unsafe_load[width=P, alignment=16](at1 + TURN)
-            s2 = xs.unsafe_load[width=P, alignment=16](at2 + TURN)  # taps P on do not read the first block
+            if j0 + 2 * T < steps_end:  # at K = 64, a third of the loads otherwise
+                s1 = xs.unsafe_load[width=P, alignment=16](at1 + TURN)
+                s2 = xs.unsafe_load[width=P, alignment=16](at2 + TURN)  # taps P on do not read the first block
             pair_taps[extra, P, T](sums, next_sum, s2, s3, s0, taps)
             at0 += TURN
             at1 += TURN
