@@ -6,8 +6,8 @@ benchmark of record is bench_conv1d.py.
     mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo [blocks per SM ...]
     mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo --once K [window_k]
 
-The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12), in
-its plain and its pair form, beside the window kernel where K allows it.
+The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12),
+beside the window kernel where K allows it.
 With --once, it launches the op's kernel for K taps once and exits (for ncu).
 """
 
@@ -69,31 +69,25 @@ def main() raises:
     # K <= SMALL_K runs the short-kernel window; up to WINDOW_K, the window
     # kernel, timed against the tiled one (window_k=0) at each grid size; beyond,
     # the tiled kernel. Each configuration is spot-checked against the host.
-    var ks = [4, 8, 16, 32, 48, 64, 96, 128, 256, 1500]
+    var ks = [4, 8, 16, 32, 64, 128, 256, 1500]
     for k in ks:
         var window_ks = List[Int]()
         var grids = List[Int]()
-        var pair_forms = List[Int]()
         if k <= SMALL_K:
             window_ks.append(WINDOW_K)
             grids.append(BLOCKS_PER_SM)
-            pair_forms.append(0)
         else:
             if k <= WINDOW_K:
                 window_ks.append(WINDOW_K)
                 grids.append(BLOCKS_PER_SM)
-                pair_forms.append(0)
             for g in tiled_grids:
-                for form in range(2):
-                    window_ks.append(0)
-                    grids.append(g)
-                    pair_forms.append(form)
+                window_ks.append(0)
+                grids.append(g)
         var line = "K=" + String(k) + " |"
         for c in range(len(grids)):
             var g = grids[c]
             var wk = window_ks[c]
-            var form = pair_forms[c]
-            correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk, use_pairs=form)
+            correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
             ctx.enqueue_copy(host_out, out_buf)
             ctx.synchronize()
             var worst = Float64(0)
@@ -106,9 +100,9 @@ def main() raises:
                 worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
             var t = perf_counter_ns()
             for _ in range(CALLS):
-                correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk, use_pairs=form)
+                correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
             ctx.synchronize()
             var us = Float64(perf_counter_ns() - t) / 1e3 / CALLS
-            var label = ("window" if k > SMALL_K else "short") if wk > 0 else ("pairs " if form else "tiled ") + String(g) + "/SM"
+            var label = ("window" if k > SMALL_K else "short") if wk > 0 else "tiled " + String(g) + "/SM"
             line += " " + label + " " + String(Float64(Int(us * 10)) / 10.0) + " us (" + String(Int(100 * copy_us / us)) + "% of copy, err " + String(Float32(worst)) + ")"
         print(line)

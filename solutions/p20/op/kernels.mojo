@@ -66,17 +66,6 @@ def split_tile(tile: Int, tiles_per_row: Int, total_tiles: Int) -> Tuple[Int, In
 # inner loop may read ahead (and never use).
 comptime STAGED = TILE + K_CHUNK + OUTPUTS_PER_THREAD
 
-# The pair form of the tiled kernel (see correlate_gpu_kernel): each thread
-# owns the same 16 outputs, as PAIRS pairs, and takes steps of PAIR_STEP taps
-# of each half-length kernel (2 * PAIR_STEP taps of the kernel).
-comptime PAIRS = OUTPUTS_PER_THREAD // 2
-comptime PAIR_STEP = 16
-# Pairs staged per step in each of the three sequences, plus a spare step the
-# inner loop may read ahead; and one of the three tap arrays (one tap more
-# than half a chunk, plus the read-ahead).
-comptime PAIR_STAGED = TILE // 2 + K_CHUNK // 2 + PAIR_STEP
-comptime PAIR_TAPS = K_CHUNK // 2 + PAIR_STEP
-
 
 @always_inline
 def load_vector[
@@ -115,7 +104,7 @@ def store_vector[
 
 @always_inline
 def load_step[
-    dtype: DType, main_width: Int, halo_width: Int, halo_step: Int
+    dtype: DType, main_width: Int, halo_width: Int
 ](
     mut main: SIMD[accum_type[dtype], main_width],
     mut halo: SIMD[accum_type[dtype], halo_width],
@@ -130,14 +119,13 @@ def load_step[
     vector_io: Bool,
 ):
     """Issues this thread's global loads of one step's input span into main
-    (its vectors of the tile) and halo (its vectors past the tile: the
-    chunk's taps rounded up to a multiple of halo_step)."""
+    (its vectors of the tile) and halo (its vectors past the tile)."""
     comptime VW = 16 // size_of[dtype]()
     var tid = Int(thread_idx.x)
     var row_col = split_tile(tile, tiles_per_row, total_tiles)
     var x_row = input.unsafe_offset(row_col[0] * n)
     var src0 = row_col[1] * TILE + chunk * K_CHUNK - shift
-    var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), halo_step) * halo_step
+    var halo_len = ceildiv(min(K_CHUNK, k - chunk * K_CHUNK), OUTPUTS_PER_THREAD) * OUTPUTS_PER_THREAD
     comptime acc = accum_type[dtype]
     if vector_io and src0 >= 0 and src0 + TILE + halo_len <= n:
         # The whole span lies inside the row (most steps): no per-vector checks.
@@ -161,15 +149,16 @@ def load_step[
 
 
 # Launch bounds: THREADS per block and BLOCKS_PER_SM blocks resident per
-# multiprocessor, so ptxas keeps to 65536 / (8 * 64) = 128 registers a thread
-# (unbounded, it took 140 for the pair form: 7 blocks). float64 sums take two
+# multiprocessor, so ptxas keeps to 65536 / (8 * 64) = 128 registers a thread;
+# it then takes 107 in float32 instead of 127, and the kernel is 1-3 % faster
+# (logs/h200/2026-11-29_0235_tune_pair_form.log). float64 sums take two
 # registers each: half as many blocks, so that nothing spills.
 @__llvm_metadata(
     MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(THREADS)),
     `nvvm.minctasm`=SIMDLength(BLOCKS_PER_SM if size_of[dtype]() < 8 else BLOCKS_PER_SM // 2),
 )
 def correlate_gpu_kernel[
-    dtype: DType, pairs: Bool
+    dtype: DType
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -192,31 +181,14 @@ def correlate_gpu_kernel[
     barrier per step. Each thread keeps its outputs in registers across chunks.
     With vector_io (16-byte aligned rows and span), global memory is read and
     written 16 bytes per access.
-
-    With pairs, a step does a quarter fewer multiply-adds (a 2-parallel fast
-    FIR). In a chunk's span x and taps w (w[j] = 0 outside [0, kc)), output
-    pair m is
-
-        out[2m]     = A[m] + B[m]
-        out[2m + 1] = S[m] - A[m] - B[m + 1]
-
-    where A, B and S are correlations with about kc / 2 taps each:
-    A[m] = sum over t of x[2m + 2t] w[2t], B[m] = sum of x[2m + 2t + 1] w[2t + 1],
-    S[m] = sum over t <= kc / 2 of (x[2m + 2t] + x[2m + 2t + 1]) (w[2t] + w[2t - 1]).
-    So the span is staged as three sequences of pairs (even elements, odd
-    elements, their sums) and the taps as three arrays. An output's rounding
-    error is then relative to the sizes of its neighbours' terms too.
     """
     comptime acc = accum_type[dtype]
     comptime R = OUTPUTS_PER_THREAD
     comptime VW = 16 // size_of[dtype]()  # elements per 16-byte global access
-    comptime PV = VW // 2  # pairs per 16-byte global access
     comptime MAIN = TILE // (VW * THREADS)  # vectors of the tile each thread loads
     comptime HALO = ceildiv(K_CHUNK, VW * THREADS)  # halo vectors per thread, at most
-    comptime XA = swizzle(PAIR_STAGED)  # one sequence of pairs
-    comptime XS = 3 * XA if pairs else swizzle(STAGED)  # one buffer of staged inputs
-    comptime WS = 3 * PAIR_TAPS if pairs else K_CHUNK + R  # one buffer of taps
-    comptime STEP = 2 * PAIR_STEP if pairs else R  # kernel taps per step
+    comptime XS = swizzle(STAGED)  # one buffer of staged inputs
+    comptime WS = K_CHUNK + R  # one buffer of taps
     # Two buffers of each: a step's loads go into one while the other is read.
     var xs = stack_allocation[
         2 * XS, Scalar[acc], alignment=64, address_space = AddressSpace.SHARED
@@ -241,164 +213,39 @@ def correlate_gpu_kernel[
     @parameter
     def stage(buffer: Int, chunk: Int, taps_too: Bool):
         """Stores the step's loads (and, when taps_too, its chunk's taps,
-        zero-padded to whole steps) into the given buffer."""
+        zero-padded to a multiple of R) into the given buffer."""
         var k0 = chunk * K_CHUNK
         var kc = min(K_CHUNK, K - k0)
-        var kc_padded = ceildiv(kc, STEP) * STEP
+        var kc_padded = ceildiv(kc, R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
-
-        @always_inline
-        @parameter
-        def tap(j: Int) -> Scalar[acc]:
-            """Tap j of the chunk, in the order the sum reads them; zero outside it."""
-            if j < 0 or j >= kc:
-                return 0
-            return kernel.unsafe_load(K - 1 - (k0 + j) if flip != 0 else k0 + j).cast[acc]()
-
-        comptime if pairs:
-            comptime align = PV * size_of[acc]()
-
-            @always_inline
-            @parameter
-            def store_pairs(at: Int, values: SIMD[acc, VW]):
-                var split = values.deinterleave()
-                x_at.unsafe_store[alignment=align](at, split[0])
-                x_at.unsafe_store[alignment=align](XA + at, split[1])
-                x_at.unsafe_store[alignment=align](2 * XA + at, split[0] + split[1])
-
-            comptime for m in range(MAIN):
-                var v = tid + m * THREADS
-                store_pairs(swizzle(v * PV), main.slice[VW, offset = m * VW]())
-            comptime for h in range(HALO):
-                var v = tid + h * THREADS
-                if v * VW < kc_padded:
-                    store_pairs(swizzle(TILE // 2 + v * PV), halo.slice[VW, offset = h * VW]())
-            if taps_too:
-                # Taps 0 .. kc / 2 of each array: S has one more than A and B.
-                var w_at = ws.unsafe_offset(buffer * WS)
-                var t = tid
-                while t <= kc_padded // 2:
-                    var even = tap(2 * t)
-                    w_at.unsafe_store(t, even)
-                    w_at.unsafe_store(PAIR_TAPS + t, tap(2 * t + 1))
-                    w_at.unsafe_store(2 * PAIR_TAPS + t, even + tap(2 * t - 1))
-                    t += THREADS
-        else:
-            comptime for m in range(MAIN):
-                var v = tid + m * THREADS
-                x_at.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
-            comptime for h in range(HALO):
-                var v = tid + h * THREADS
-                if v * VW < kc_padded:
-                    x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
-            if taps_too:
-                var t = tid
-                while t < kc_padded:
-                    ws.unsafe_store(buffer * WS + t, tap(t))
-                    t += THREADS
-
-    @always_inline
-    @parameter
-    def pair_taps[
-        extra: Bool, first: Int, last: Int
-    ](
-        mut sums: SIMD[acc, PAIRS],
-        mut next_sum: Scalar[acc],
-        a: SIMD[acc, PAIRS],
-        b: SIMD[acc, PAIRS],
-        c: SIMD[acc, PAIRS],
-        taps: SIMD[acc, PAIR_STEP],
-    ):
-        """Taps first ..< last of a step over the window a, b, c (three
-        blocks of PAIRS consecutive elements of a sequence)."""
-        comptime P = PAIRS
-        comptime for jj in range(first, last):
-            comptime for r in range(P + 1 if extra else P):
-                comptime e = r + jj
-                var value: Scalar[acc]
-                comptime if e < P:
-                    value = a[e]
-                elif e < 2 * P:
-                    value = b[e - P]
-                else:
-                    value = c[e - 2 * P]
-                comptime if r < P:
-                    sums[r] += value * taps[jj]
-                else:
-                    next_sum += value * taps[jj]
-
-    @always_inline
-    @parameter
-    def pair_pass[
-        extra: Bool
-    ](x_off: Int, w_off: Int, steps_end: Int, init: SIMD[acc, PAIRS]) -> Tuple[
-        SIMD[acc, PAIRS], Scalar[acc], SIMD[acc, PAIRS]
-    ]:
-        """One of A, B, S for this thread's pairs, from the sequence at x_off
-        and the taps at w_off (offsets into the shared buffers), added to
-        init; with extra, also the next pair's (B[m + 1]). Returns the sums,
-        that extra sum, and the block of inputs where the steps stopped.
-
-        A step of PAIR_STEP taps reads three blocks of PAIRS inputs and moves
-        on by two. The blocks live in a ring of four, s0 to s3, and two
-        steps make one turn, so no register is copied: a step loads the
-        block after its window into the free slot, and the one after that
-        into its first slot once its first half no longer needs it (the
-        last step loads nothing: shared memory's bandwidth is what limits
-        short kernels here). Block q lies at swizzle(b2 + 8 q), and
-        swizzle(i + 32) = swizzle(i) + 36.
-        """
-        comptime P = PAIRS
-        comptime T = PAIR_STEP
-        comptime TURN = swizzle(4 * P)  # the offset of block q + 4 from block q
-        var b2 = tid * P
-        var at0 = x_off + swizzle(b2)
-        var at1 = x_off + swizzle(b2 + P)
-        var at2 = x_off + swizzle(b2 + 2 * P)
-        var at3 = x_off + swizzle(b2 + 3 * P)
-        var sums = init
-        var next_sum = Scalar[acc](0)
-        var s0 = xs.unsafe_load[width=P, alignment=16](at0)
-        var s1 = xs.unsafe_load[width=P, alignment=16](at1)
-        var s2 = xs.unsafe_load[width=P, alignment=16](at2)
-        var j0 = 0
-        while j0 + 2 * T <= steps_end:
-            # Window s0 s1 s2; then s2 s3 s0.
-            var s3 = xs.unsafe_load[width=P, alignment=16](at3)
-            var taps = ws.unsafe_load[width=T, alignment=16](w_off + j0)
-            pair_taps[extra, 0, P](sums, next_sum, s0, s1, s2, taps)
-            s0 = xs.unsafe_load[width=P, alignment=16](at0 + TURN)  # as above
-            pair_taps[extra, P, T](sums, next_sum, s0, s1, s2, taps)
-            taps = ws.unsafe_load[width=T, alignment=16](w_off + j0 + T)
-            pair_taps[extra, 0, P](sums, next_sum, s2, s3, s0, taps)
-            if j0 + 2 * T < steps_end:  # at K = 64, a third of the loads otherwise
-                s1 = xs.unsafe_load[width=P, alignment=16](at1 + TURN)
-                s2 = xs.unsafe_load[width=P, alignment=16](at2 + TURN)  # taps P on do not read the first block
-            pair_taps[extra, P, T](sums, next_sum, s2, s3, s0, taps)
-            at0 += TURN
-            at1 += TURN
-            at2 += TURN
-            at3 += TURN
-            j0 += 2 * T
-        if j0 < steps_end:
-            # An odd number of steps: the last one needs no more loads, and
-            # stops at s2.
-            var taps = ws.unsafe_load[width=T, alignment=16](w_off + j0)
-            pair_taps[extra, 0, T](sums, next_sum, s0, s1, s2, taps)
-            return (sums, next_sum, s2)
-        return (sums, next_sum, s0)
+        comptime for m in range(MAIN):
+            var v = tid + m * THREADS
+            x_at.unsafe_store[alignment=16](swizzle(v * VW), main.slice[VW, offset = m * VW]())
+        comptime for h in range(HALO):
+            var v = tid + h * THREADS
+            if v * VW < kc_padded:
+                x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
+        if taps_too:
+            var t = tid
+            while t < kc_padded:
+                var tap = Scalar[acc](0)
+                if t < kc:
+                    var j = k0 + t
+                    if flip != 0:
+                        j = K - 1 - j
+                    tap = kernel.unsafe_load(j).cast[acc]()
+                ws.unsafe_store(buffer * WS + t, tap)
+                t += THREADS
 
     var tile = Int(block_idx.x)
     var chunk = 0
     if tile >= total_tiles:
         return
-    load_step[dtype, halo_step=STEP](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
+    load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
     stage(0, 0, True)
     barrier()
     var buffer = 0
     var sums = SIMD[acc, R](0)
-    var even = SIMD[acc, PAIRS](0)  # with pairs, the outputs 2m and 2m + 1 of sums
-    var odd = SIMD[acc, PAIRS](0)
     while True:
         var next_tile = tile
         var next_chunk = chunk + 1
@@ -407,63 +254,33 @@ def correlate_gpu_kernel[
             next_tile += Int(grid_dim.x)
         var more = next_tile < total_tiles
         if more:
-            load_step[dtype, halo_step=STEP](
-                main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io
-            )
+            load_step[dtype](main, halo, input, next_tile, next_chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
 
-        var kc = min(K_CHUNK, K - chunk * K_CHUNK)
-        var kc_padded = ceildiv(kc, STEP) * STEP
+        # Slide a window of 2R inputs over the staged span: each step of R
+        # taps reads R new inputs and R taps, and does R * R multiply-adds.
+        # The next step's shared-memory reads are issued before this step's
+        # arithmetic, so their latency hides behind it. With a single chunk
+        # the taps are the same at every step: staged once, in buffer 0.
+        var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
-        # With a single chunk the taps are the same at every step: staged
-        # once, in buffer 0.
-        var w_base = buffer * WS if chunks > 1 else 0
-        comptime if pairs:
-            # Three passes over the staged pairs; the next step's shared-memory
-            # reads are issued a step ahead, as below.
-            var half = kc_padded // 2
-            var zero = SIMD[acc, PAIRS](0)
-            var a = pair_pass[False](buffer * XS, w_base, half, zero)
-            even += a[0]
-            odd -= a[0]
-            var b = pair_pass[True](buffer * XS + XA, w_base + PAIR_TAPS, half, zero)
-            even += b[0]
-            comptime for r in range(PAIRS):
-                comptime if r + 1 < PAIRS:
-                    odd[r] -= b[0][r + 1]
-                else:
-                    odd[r] -= b[1]
-            var s = pair_pass[False](buffer * XS + 2 * XA, w_base + 2 * PAIR_TAPS, half, odd)
-            odd = s[0]
-            if ceildiv(kc, 2) == half:
-                # S's last tap fell past the padded steps: the window holds its inputs.
-                odd += s[2] * ws.unsafe_load(w_base + 2 * PAIR_TAPS + half)
-        else:
-            # Slide a window of 2R inputs over the staged span: each step of R
-            # taps reads R new inputs and R taps, and does R * R multiply-adds.
-            # The next step's shared-memory reads are issued before this step's
-            # arithmetic, so their latency hides behind it.
-            var w_at = ws.unsafe_offset(w_base)
-            var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
-            var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
-            var taps = w_at.unsafe_load[width=R, alignment=16](0)
-            var j0 = 0
-            while j0 < kc_padded:
-                var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
-                var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
-                var full = window.join(ahead)
-                comptime for jj in range(R):
-                    comptime for r in range(R):
-                        sums[r] += full[r + jj] * taps[jj]
-                window = ahead
-                ahead = next_ahead
-                taps = next_taps
-                j0 += R
+        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
+        var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
+        var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
+        var taps = w_at.unsafe_load[width=R, alignment=16](0)
+        var j0 = 0
+        while j0 < kc_padded:
+            var next_ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + 2 * R + j0))
+            var next_taps = w_at.unsafe_load[width=R, alignment=16](j0 + R)
+            var full = window.join(ahead)
+            comptime for jj in range(R):
+                comptime for r in range(R):
+                    sums[r] += full[r + jj] * taps[jj]
+            window = ahead
+            ahead = next_ahead
+            taps = next_taps
+            j0 += R
 
         if chunk == chunks - 1:
-            comptime if pairs:
-                sums = even.interleave(odd)
-                even = SIMD[acc, PAIRS](0)
-                odd = SIMD[acc, PAIRS](0)
             # Each thread writes its R consecutive outputs, 16 bytes per store.
             var row_col = split_tile(tile, tiles_per_row, total_tiles)
             var i0 = row_col[1] * TILE + base
@@ -610,18 +427,6 @@ def correlate_window_gpu_kernel[
         tile += Int(grid_dim.x)
 
 
-def pairs_pay_off(k: Int) -> Bool:
-    """Whether the tiled kernel's pair form does at least a tenth fewer
-    multiply-adds per thread than the plain form, each with its taps padded
-    to whole steps (the pair form also reads shared memory more often per
-    multiply-add). Per step a thread does 3 * PAIRS + 1 sums of PAIR_STEP
-    half-length taps for 2 * PAIR_STEP taps, against R * R for R taps."""
-    comptime R = OUTPUTS_PER_THREAD
-    var pair_work = (3 * PAIRS + 1) * PAIR_STEP * ceildiv(k, 2 * PAIR_STEP)
-    var plain_work = R * R * ceildiv(k, R)
-    return 10 * pair_work <= 9 * plain_work
-
-
 def correlate_gpu[
     dtype: DType
 ](
@@ -636,14 +441,12 @@ def correlate_gpu[
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
     window_k: Int = -1,
-    use_pairs: Int = -1,
 ) raises:
     """Launches the window kernel for k <= window_k (one vector of outputs
     per group up to SMALL_K); else correlate_gpu_kernel with blocks_per_sm
-    blocks per multiprocessor (or one per tile when there are fewer tiles),
-    in its pair form where pairs_pay_off(k). window_k is window_k_limit[dtype]()
-    unless given, and use_pairs (0 or 1) overrides the choice of form: tuning
-    sets them to compare the kernels."""
+    blocks per multiprocessor (or one per tile when there are fewer tiles).
+    window_k is window_k_limit[dtype]() unless given; tuning sets it (at most
+    WINDOW_K) to compare the kernels."""
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
@@ -673,21 +476,12 @@ def correlate_gpu[
         return
     var tiles = rows * ceildiv(n, TILE)
     var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    var grid = min(tiles, sms * blocks_per_sm)
-    if pairs_pay_off(k) if use_pairs < 0 else use_pairs > 0:
-        comptime tiled_pairs = correlate_gpu_kernel[dtype, True]
-        ctx.enqueue_function[tiled_pairs](
-            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-            grid_dim=grid,
-            block_dim=THREADS,
-        )
-    else:
-        comptime tiled = correlate_gpu_kernel[dtype, False]
-        ctx.enqueue_function[tiled](
-            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-            grid_dim=grid,
-            block_dim=THREADS,
-        )
+    comptime tiled = correlate_gpu_kernel[dtype]
+    ctx.enqueue_function[tiled](
+        output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+        grid_dim=min(tiles, sms * blocks_per_sm),
+        block_dim=THREADS,
+    )
 
 
 # ===----------------------------------------------------------------------=== #
