@@ -1,0 +1,257 @@
+"""A probe, not part of the op: float32 correlation at K = 64 on Hopper's
+warpgroup MMA (wgmma), timed against the op's multiply-add kernel.
+
+A 1024-output tile is D[m, c] = out[16 m + c], m < 64, c < 16, and
+D = A B with A[m, t] = x[16 m + t] (in registers) and B[t, c] = w[t - c]
+(the taps' Toeplitz matrix, in shared memory), t < 80. float32 values are
+split into three bfloat16 parts, and the six products whose parts weigh at
+least 2^-16 are summed (Mojo 1.2 takes bfloat16 register fragments for
+wgmma, not TF32 ones). One row of N = 2^26, sm_90a only.
+
+The kernel's parameters are the experiments of logs/h200/2026-11-29_03*_wgmma_probe*:
+swap exchanges B's two descriptor strides (wrong with swap), chains spreads
+the products over that many accumulators, and mode 0 is the kernel, 1 its
+MMAs alone (A built once), 2 its A building alone (no MMAs), 3 the kernel
+with the inputs split once into shared memory and the fragments read by
+ldmatrix. main() runs the modes, one accumulator, no swap.
+
+    mojo run -I solutions/p20 benchmarks/wgmma_probe.mojo
+"""
+
+from std.math import ceildiv
+from std.time import perf_counter_ns
+from max.gpu import barrier, block_idx, grid_dim, thread_idx
+from max.gpu.compute.mma import (
+    WGMMADescriptor,
+    ld_matrix,
+    wgmma_async,
+    wgmma_commit_group_sync,
+    wgmma_fence_aligned,
+    wgmma_wait_group_sync,
+)
+from max.gpu.host import DeviceAttribute, DeviceContext
+from max.gpu.memory import AddressSpace, fence_async_view_proxy
+from std.memory import stack_allocation
+from op.kernels import correlate_gpu
+
+comptime N = 1 << 26
+comptime PAD = 128  # zeros after the row, so the last tile reads no bounds
+comptime K = 64
+comptime T = 80  # Toeplitz rows: K + 15 rounded up to whole steps of 16
+comptime STEPS = T // 16
+comptime PARTS = 3
+comptime TILE = 1024
+comptime THREADS = 128  # one warpgroup
+comptime CORE = 64  # bfloat16 elements in one 8 x 8 core matrix (128 bytes)
+comptime CALLS = 20
+comptime SPAN = 16 * 64 + T  # inputs one tile reads
+comptime SPAN_PAD = 1152  # one staged part, rounded up
+
+
+@always_inline
+def split3(v: SIMD[DType.float32, 8]) -> Tuple[SIMD[DType.bfloat16, 8], SIMD[DType.bfloat16, 8], SIMD[DType.bfloat16, 8]]:
+    var h0 = v.cast[DType.bfloat16]()
+    var r1 = v - h0.cast[DType.float32]()
+    var h1 = r1.cast[DType.bfloat16]()
+    var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
+    return (h0, h1, h2)
+
+
+def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
+    output: Pointer[Float32, MutAnyOrigin],
+    input: Pointer[Float32, MutAnyOrigin],
+    kernel: Pointer[Float32, MutAnyOrigin],
+    tiles: Int64,
+):
+    var bs = stack_allocation[
+        PARTS * STEPS * 4 * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+    ]()
+    var xs = stack_allocation[
+        PARTS * SPAN_PAD, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+    ]()
+    var tid = Int(thread_idx.x)
+    # B, once per block: part p of step s is four core matrices (nb, kb):
+    # rows c in [8 nb, 8 nb + 8), columns t in [16 s + 8 kb, + 8), each row's
+    # 8 values of t contiguous (K-major).
+    var e = tid
+    while e < STEPS * 16 * 16:
+        var s = e // 256
+        var c = (e // 16) % 16
+        var tl = e % 16
+        var t = 16 * s + tl
+        var v = Float32(0)
+        if t - c >= 0 and t - c < K:
+            v = kernel.unsafe_load(t - c)
+        var h0 = v.cast[DType.bfloat16]()
+        var r1 = v - h0.cast[DType.float32]()
+        var h1 = r1.cast[DType.bfloat16]()
+        var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
+        var within = (c % 8) * 8 + tl % 8
+        var core = (c // 8) * 2 + tl // 8
+        bs.unsafe_store(((0 * STEPS + s) * 4 + core) * CORE + within, h0)
+        bs.unsafe_store(((1 * STEPS + s) * 4 + core) * CORE + within, h1)
+        bs.unsafe_store(((2 * STEPS + s) * 4 + core) * CORE + within, h2)
+        e += THREADS
+    fence_async_view_proxy()
+    barrier()
+
+    @always_inline
+    @parameter
+    def desc(part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
+        var addr = Int(bs) + ((part * STEPS + s) * 4) * CORE * 2
+        # Core matrices (nb, kb) at (2 nb + kb) * 128 bytes: 128 bytes apart
+        # along K, 256 along N (or the other way round, with swap).
+        var lbo = 256 if swap else 128
+        var sbo = 128 if swap else 256
+        return WGMMADescriptor[DType.bfloat16](
+            Int64((addr >> 4) & 0x3FFF) | (Int64(lbo >> 4) << 16) | (Int64(sbo >> 4) << 32)
+        )
+
+    var w = tid // 32
+    var lane = tid % 32
+    var g = lane // 4
+    var q = lane % 4
+    var r0 = 16 * w + g
+    var r1 = r0 + 8
+    var tile = Int(block_idx.x)
+    var parts = SIMD[DType.bfloat16, 128](0)
+    var first = True
+    while tile < Int(tiles):
+        var x = input.unsafe_offset(tile * TILE)
+        # chains accumulators, so that consecutive MMAs need not wait for each other.
+        var acc = SIMD[DType.float32, 32](0)
+        # A's fragments for all steps, split, before the MMAs: part p of
+        # step s at lanes 8 (p * STEPS + s) ...
+        comptime if mode == 3:
+            # Split each input of the span once, into three staged bfloat16
+            # parts; the fragments then come from shared memory by ldmatrix.
+            barrier()  # the previous tile's ldmatrix reads are done
+            var e2 = tid
+            while e2 < SPAN:
+                var v = x.unsafe_load(e2)
+                var h0 = v.cast[DType.bfloat16]()
+                var r1v = v - h0.cast[DType.float32]()
+                var h1 = r1v.cast[DType.bfloat16]()
+                var h2 = (r1v - h1.cast[DType.float32]()).cast[DType.bfloat16]()
+                xs.unsafe_store(e2, h0)
+                xs.unsafe_store(SPAN_PAD + e2, h1)
+                xs.unsafe_store(2 * SPAN_PAD + e2, h2)
+                e2 += THREADS
+            barrier()
+            var mi = lane // 8
+            var row = 16 * w + lane % 8 + 8 * (mi % 2)
+            var kofs = 8 * (mi // 2)
+            comptime for p in range(PARTS):
+                comptime for s in range(STEPS):
+                    parts = parts.insert[offset = 8 * (p * STEPS + s)](
+                        ld_matrix[8](xs.unsafe_offset(p * SPAN_PAD + 16 * row + 16 * s + kofs))
+                    )
+        comptime for s in range(STEPS):
+          if mode != 3 and (mode != 1 or first):
+              var c0 = 16 * s + 2 * q
+              var v = SIMD[DType.float32, 8](0)
+              var p00 = x.unsafe_load[width=2, alignment=8](16 * r0 + c0)
+              var p10 = x.unsafe_load[width=2, alignment=8](16 * r1 + c0)
+              var p01 = x.unsafe_load[width=2, alignment=8](16 * r0 + c0 + 8)
+              var p11 = x.unsafe_load[width=2, alignment=8](16 * r1 + c0 + 8)
+              v = v.insert[offset=0](p00).insert[offset=2](p10).insert[offset=4](p01).insert[offset=6](p11)
+              var sp = split3(v)
+              parts = parts.insert[offset = 8 * (0 * STEPS + s)](sp[0])
+              parts = parts.insert[offset = 8 * (1 * STEPS + s)](sp[1])
+              parts = parts.insert[offset = 8 * (2 * STEPS + s)](sp[2])
+        first = False
+        comptime if mode == 2:
+            var acc2 = SIMD[DType.float32, 8](0)
+            comptime for i in range(15):
+                acc2 += parts.slice[8, offset = 8 * i]().cast[DType.float32]()
+            var o2 = output.unsafe_offset(tile * TILE)
+            o2.unsafe_store[alignment=8](16 * r0 + 2 * q, acc2.slice[2, offset=0]())
+            tile += Int(grid_dim.x)
+            continue
+        wgmma_fence_aligned()
+        comptime pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
+        comptime for s in range(STEPS):
+            comptime for i in range(6):
+                comptime pa = pairs[i][0]
+                comptime pb = pairs[i][1]
+                comptime ch = (s * 6 + i) % chains
+                acc = acc.insert[offset = 8 * ch](
+                    wgmma_async[
+                        64, 16, 16, DType.bfloat16, DType.float32, 8, 8, a_type=DType.bfloat16, b_type=DType.bfloat16
+                    ](parts.slice[8, offset = 8 * (pa * STEPS + s)](), desc(pb, s), acc.slice[8, offset = 8 * ch]())
+                )
+        wgmma_commit_group_sync()
+        wgmma_wait_group_sync()
+        var d = acc.slice[8, offset=0]()
+        comptime for ch in range(1, chains):
+            d += acc.slice[8, offset = 8 * ch]()
+        var o = output.unsafe_offset(tile * TILE)
+        comptime for j in range(2):
+            var c = 8 * j + 2 * q
+            o.unsafe_store[alignment=8](16 * r0 + c, d.slice[2, offset = 4 * j]())
+            o.unsafe_store[alignment=8](16 * r1 + c, d.slice[2, offset = 4 * j + 2]())
+        tile += Int(grid_dim.x)
+
+
+def main() raises:
+    var ctx = DeviceContext()
+    comptime P = Pointer[Float32, MutAnyOrigin]
+    var x_buf = ctx.enqueue_create_buffer[DType.float32](N + PAD)
+    var out_buf = ctx.enqueue_create_buffer[DType.float32](N)
+    var w_buf = ctx.enqueue_create_buffer[DType.float32](K)
+    var host_x = ctx.enqueue_create_host_buffer[DType.float32](N + PAD)
+    var host_w = ctx.enqueue_create_host_buffer[DType.float32](K)
+    var host_out = ctx.enqueue_create_host_buffer[DType.float32](N)
+    ctx.synchronize()
+    for i in range(N + PAD):
+        host_x[i] = Float32((i * 7919) % 1001) / 1001.0 - 0.5 if i < N else 0
+    for j in range(K):
+        host_w[j] = Float32((j * 31) % 17) / 17.0 - 0.5
+    ctx.enqueue_copy(x_buf, host_x)
+    ctx.enqueue_copy(w_buf, host_w)
+    ctx.synchronize()
+    var out = rebind[P](out_buf.unsafe_ptr())
+    var x = rebind[P](x_buf.unsafe_ptr())
+    var w = rebind[P](w_buf.unsafe_ptr())
+    var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
+    var tiles = N // TILE
+    print("N = 2^26 float32, K =", K, "| mean of", CALLS, "launches | error: max |got - exact| / (1 + |exact|) at 64 positions")
+
+    @always_inline
+    @parameter
+    def check(label: String, us: Float64) raises:
+        ctx.enqueue_copy(host_out, out_buf)
+        ctx.synchronize()
+        var worst = Float64(0)
+        for s in range(64):
+            var i = (s * 1048573) % N if s > 1 else (0 if s == 0 else N - 1)
+            var want = Float64(0)
+            for j in range(K):
+                if i + j < N:
+                    want += Float64(host_x[i + j]) * Float64(host_w[j])
+            worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
+        print(label, String(Float64(Int(us * 10)) / 10.0), "us, error", Float32(worst))
+
+    # The op's multiply-add kernel, for reference.
+    correlate_gpu[DType.float32](ctx, out, x, w, 1, N, K, 0, False)
+    ctx.synchronize()
+    var t0 = perf_counter_ns()
+    for _ in range(CALLS):
+        correlate_gpu[DType.float32](ctx, out, x, w, 1, N, K, 0, False)
+    ctx.synchronize()
+    check("op (FFMA)", Float64(perf_counter_ns() - t0) / 1e3 / CALLS)
+
+    comptime for mode in [3, 0, 1, 2]:
+        comptime chains = 1
+        comptime kern = wgmma_kernel[False, chains, mode]
+        for blocks_per_sm in [4, 8]:
+            ctx.enqueue_memset(out_buf, 0)
+            var grid = min(tiles, sms * blocks_per_sm)
+            ctx.enqueue_function[kern](out, x, w, Int64(tiles), grid_dim=grid, block_dim=THREADS)
+            ctx.synchronize()
+            var t = perf_counter_ns()
+            for _ in range(CALLS):
+                ctx.enqueue_function[kern](out, x, w, Int64(tiles), grid_dim=grid, block_dim=THREADS)
+            ctx.synchronize()
+            var label = ["wgmma", "MMAs only (A built once: wrong results)", "A only (no MMAs: wrong results)", "wgmma, inputs split once into shared memory, fragments by ldmatrix"][mode]
+            check(label + " " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
