@@ -12,8 +12,10 @@ The kernel's parameters are the experiments of logs/h200/2026-11-29_03*_wgmma_pr
 swap exchanges B's two descriptor strides (wrong with swap), chains spreads
 the products over that many accumulators, and mode 0 is the kernel, 1 its
 MMAs alone (A built once), 2 its A building alone (no MMAs), 3 the kernel
-with the inputs split once into shared memory and the fragments read by
-ldmatrix. main() runs the modes, one accumulator, no swap.
+with the inputs split once into shared memory (16-byte loads; the 0331 run
+loaded one element at a time) and the fragments read by ldmatrix, 4 the
+kernel step by step, each step's fragments built while the previous step's
+MMAs run. main() runs every mode, one accumulator, no swap.
 
     mojo run -I solutions/p20 benchmarks/wgmma_probe.mojo
 """
@@ -118,6 +120,46 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
     var first = True
     while tile < Int(tiles):
         var x = input.unsafe_offset(tile * TILE)
+        comptime if mode == 4:
+            # Step by step: the next step's fragments are loaded and split
+            # while the MMAs of this one run; a step's registers are reused
+            # only after its group has completed (wait_group 1).
+            @always_inline
+            @parameter
+            def build(s: Int) -> SIMD[DType.bfloat16, 32]:
+                var c0 = 16 * s + 2 * q
+                var v = SIMD[DType.float32, 8](0)
+                v = v.insert[offset=0](x.unsafe_load[width=2, alignment=8](16 * r0 + c0))
+                v = v.insert[offset=2](x.unsafe_load[width=2, alignment=8](16 * r1 + c0))
+                v = v.insert[offset=4](x.unsafe_load[width=2, alignment=8](16 * r0 + c0 + 8))
+                v = v.insert[offset=6](x.unsafe_load[width=2, alignment=8](16 * r1 + c0 + 8))
+                var sp = split3(v)
+                return SIMD[DType.bfloat16, 32](0).insert[offset=0](sp[0]).insert[offset=8](sp[1]).insert[offset=16](sp[2])
+
+            comptime step_pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
+            var d4 = SIMD[DType.float32, 8](0)
+            var cur = build(0)
+            comptime for s in range(STEPS):
+                wgmma_fence_aligned()
+                comptime for i in range(6):
+                    comptime pa = step_pairs[i][0]
+                    comptime pb = step_pairs[i][1]
+                    d4 = wgmma_async[
+                        64, 16, 16, DType.bfloat16, DType.float32, 8, 8, a_type=DType.bfloat16, b_type=DType.bfloat16
+                    ](cur.slice[8, offset = 8 * pa](), desc(pb, s), d4)
+                wgmma_commit_group_sync()
+                comptime if s + 1 < STEPS:
+                    var nxt = build(s + 1)
+                    wgmma_wait_group_sync[0]()
+                    cur = nxt
+            wgmma_wait_group_sync[0]()
+            var o4 = output.unsafe_offset(tile * TILE)
+            comptime for j in range(2):
+                var c = 8 * j + 2 * q
+                o4.unsafe_store[alignment=8](16 * r0 + c, d4.slice[2, offset = 4 * j]())
+                o4.unsafe_store[alignment=8](16 * r1 + c, d4.slice[2, offset = 4 * j + 2]())
+            tile += Int(grid_dim.x)
+            continue
         # chains accumulators, so that consecutive MMAs need not wait for each other.
         var acc = SIMD[DType.float32, 32](0)
         # A's fragments for all steps, split, before the MMAs: part p of
@@ -126,17 +168,18 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
             # Split each input of the span once, into three staged bfloat16
             # parts; the fragments then come from shared memory by ldmatrix.
             barrier()  # the previous tile's ldmatrix reads are done
-            var e2 = tid
+            var e2 = 4 * tid
             while e2 < SPAN:
-                var v = x.unsafe_load(e2)
+                # 16 bytes of inputs per load, 8 bytes of each part per store.
+                var v = x.unsafe_load[width=4, alignment=16](e2)
                 var h0 = v.cast[DType.bfloat16]()
                 var r1v = v - h0.cast[DType.float32]()
                 var h1 = r1v.cast[DType.bfloat16]()
                 var h2 = (r1v - h1.cast[DType.float32]()).cast[DType.bfloat16]()
-                xs.unsafe_store(e2, h0)
-                xs.unsafe_store(SPAN_PAD + e2, h1)
-                xs.unsafe_store(2 * SPAN_PAD + e2, h2)
-                e2 += THREADS
+                xs.unsafe_store[alignment=8](e2, h0)
+                xs.unsafe_store[alignment=8](SPAN_PAD + e2, h1)
+                xs.unsafe_store[alignment=8](2 * SPAN_PAD + e2, h2)
+                e2 += 4 * THREADS
             barrier()
             var mi = lane // 8
             var row = 16 * w + lane % 8 + 8 * (mi % 2)
@@ -241,10 +284,10 @@ def main() raises:
     ctx.synchronize()
     check("op (FFMA)", Float64(perf_counter_ns() - t0) / 1e3 / CALLS)
 
-    comptime for mode in [3, 0, 1, 2]:
+    comptime for mode in [0, 1, 2, 3, 4]:
         comptime chains = 1
         comptime kern = wgmma_kernel[False, chains, mode]
-        for blocks_per_sm in [4, 8]:
+        for blocks_per_sm in [4, 8, 12]:
             ctx.enqueue_memset(out_buf, 0)
             var grid = min(tiles, sms * blocks_per_sm)
             ctx.enqueue_function[kern](out, x, w, Int64(tiles), grid_dim=grid, block_dim=THREADS)
@@ -253,5 +296,5 @@ def main() raises:
             for _ in range(CALLS):
                 ctx.enqueue_function[kern](out, x, w, Int64(tiles), grid_dim=grid, block_dim=THREADS)
             ctx.synchronize()
-            var label = ["wgmma", "MMAs only (A built once: wrong results)", "A only (no MMAs: wrong results)", "wgmma, inputs split once into shared memory, fragments by ldmatrix"][mode]
+            var label = ["wgmma", "MMAs only (A built once: wrong results)", "A only (no MMAs: wrong results)", "wgmma, inputs split once into shared memory, fragments by ldmatrix", "wgmma, step by step, the next step's fragments built while this step's MMAs run"][mode]
             check(label + " " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
