@@ -9,6 +9,7 @@ least 2^-16 are summed (Mojo 1.2 takes bfloat16 register fragments for
 wgmma, not TF32 ones). One row of N = 2^26, sm_90a only.
 
 The kernel's parameters are the experiments of logs/h200/2026-11-29_03*_wgmma_probe*:
+wgmma_wide_kernel[NT] makes each row of D NT outputs long (the 0336 run);
 swap exchanges B's two descriptor strides (wrong with swap), chains spreads
 the products over that many accumulators, and mode 0 is the kernel, 1 its
 MMAs alone (A built once), 2 its A building alone (no MMAs), 3 the kernel
@@ -385,7 +386,7 @@ def main() raises:
             ctx.synchronize()
             check("wgmma, D rows of " + String(nt) + " " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
 
-    comptime for mode in [0]:
+    comptime for mode in [0, 1, 2, 3, 4]:
         comptime chains = 1
         comptime kern = wgmma_kernel[False, chains, mode]
         for blocks_per_sm in [4, 8, 12]:
