@@ -9,7 +9,10 @@ least 2^-16 are summed (Mojo 1.2 takes bfloat16 register fragments for
 wgmma, not TF32 ones). One row of N = 2^26, sm_90a only.
 
 The kernel's parameters are the experiments of logs/h200/2026-11-29_03*_wgmma_probe*:
-wgmma_wide_kernel[NT] makes each row of D NT outputs long (the 0336 run);
+wgmma_wide_kernel[NT] makes each row of D NT outputs long (the 0336 run),
+and wgmma_overlap_kernel[NT] builds the next tile's fragments in a second
+register set while a tile's MMAs run (the 0340 run, which also repeats all
+the others);
 swap exchanges B's two descriptor strides (wrong with swap), chains spreads
 the products over that many accumulators, and mode 0 is the kernel, 1 its
 MMAs alone (A built once), 2 its A building alone (no MMAs), 3 the kernel
@@ -324,6 +327,131 @@ def wgmma_wide_kernel[NT: Int](
         tile += Int(grid_dim.x)
 
 
+def wgmma_overlap_kernel[NT: Int](
+    output: Pointer[Float32, MutAnyOrigin],
+    input: Pointer[Float32, MutAnyOrigin],
+    kernel: Pointer[Float32, MutAnyOrigin],
+    tiles: Int64,
+):
+    """As wgmma_wide_kernel, with the next tile's fragments loaded and split while
+    this tile's MMAs run: the MMAs are issued, then the next tile's A is built
+    into a second set of registers, then the MMAs are waited for."""
+    comptime TILE_NT = 64 * NT
+    comptime STEPS_NT = ceildiv(K + NT - 1, 16)
+    comptime CORES = (NT // 8) * 2
+    var bs = stack_allocation[
+        PARTS * STEPS_NT * CORES * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+    ]()
+    var tid = Int(thread_idx.x)
+    var e = tid
+    while e < STEPS_NT * NT * 16:
+        var s = e // (NT * 16)
+        var c = (e // 16) % NT
+        var tl = e % 16
+        var t = 16 * s + tl
+        var v = Float32(0)
+        if t - c >= 0 and t - c < K:
+            v = kernel.unsafe_load(t - c)
+        var h0 = v.cast[DType.bfloat16]()
+        var r1 = v - h0.cast[DType.float32]()
+        var h1 = r1.cast[DType.bfloat16]()
+        var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
+        var within = (c % 8) * 8 + tl % 8
+        var core = (c // 8) * 2 + tl // 8
+        bs.unsafe_store(((0 * STEPS_NT + s) * CORES + core) * CORE + within, h0)
+        bs.unsafe_store(((1 * STEPS_NT + s) * CORES + core) * CORE + within, h1)
+        bs.unsafe_store(((2 * STEPS_NT + s) * CORES + core) * CORE + within, h2)
+        e += THREADS
+    fence_async_view_proxy()
+    barrier()
+
+    @always_inline
+    @parameter
+    def desc(part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
+        var addr = Int(bs) + ((part * STEPS_NT + s) * CORES) * CORE * 2
+        return WGMMADescriptor[DType.bfloat16](
+            Int64((addr >> 4) & 0x3FFF) | (Int64(128 >> 4) << 16) | (Int64(256 >> 4) << 32)
+        )
+
+    var w = tid // 32
+    var lane = tid % 32
+    var g = lane // 4
+    var q = lane % 4
+    var r0 = 16 * w + g
+    var r1 = r0 + 8
+
+    @always_inline
+    @parameter
+    def build(tile: Int) -> SIMD[DType.bfloat16, 256]:
+        var x = input.unsafe_offset(tile * TILE_NT)
+        var parts = SIMD[DType.bfloat16, 256](0)
+        comptime for s in range(STEPS_NT):
+            var c0 = 16 * s + 2 * q
+            var v = SIMD[DType.float32, 8](0)
+            v = v.insert[offset=0](x.unsafe_load[width=2, alignment=8](NT * r0 + c0))
+            v = v.insert[offset=2](x.unsafe_load[width=2, alignment=8](NT * r1 + c0))
+            v = v.insert[offset=4](x.unsafe_load[width=2, alignment=8](NT * r0 + c0 + 8))
+            v = v.insert[offset=6](x.unsafe_load[width=2, alignment=8](NT * r1 + c0 + 8))
+            var sp = split3(v)
+            parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
+            parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
+            parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
+        return parts
+
+    @always_inline
+    @parameter
+    def issue(parts: SIMD[DType.bfloat16, 256]) -> SIMD[DType.float32, NT // 2]:
+        var d = SIMD[DType.float32, NT // 2](0)
+        wgmma_fence_aligned()
+        comptime pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
+        comptime for s in range(STEPS_NT):
+            comptime for i in range(6):
+                comptime pa = pairs[i][0]
+                comptime pb = pairs[i][1]
+                d = wgmma_async[
+                    64, NT, 16, DType.bfloat16, DType.float32, 8, NT // 2, a_type=DType.bfloat16, b_type=DType.bfloat16
+                ](parts.slice[8, offset = 8 * (pa * STEPS_NT + s)](), desc(pb, s), d)
+        wgmma_commit_group_sync()
+        return d
+
+    @always_inline
+    @parameter
+    def store(tile: Int, d: SIMD[DType.float32, NT // 2]):
+        var o = output.unsafe_offset(tile * TILE_NT)
+        comptime for j in range(NT // 8):
+            var c = 8 * j + 2 * q
+            o.unsafe_store[alignment=8](NT * r0 + c, d.slice[2, offset = 4 * j]())
+            o.unsafe_store[alignment=8](NT * r1 + c, d.slice[2, offset = 4 * j + 2]())
+
+    # Two register sets, a and b, in turns (unrolled by two, so that neither
+    # is copied into the other): the MMAs read one while the next tile's
+    # fragments are written into the other.
+    var stride = Int(grid_dim.x)
+    var tile = Int(block_idx.x)
+    if tile >= Int(tiles):
+        return
+    var set_a = build(tile)
+    while True:
+        var d = issue(set_a)
+        var tile_b = tile + stride
+        var set_b = SIMD[DType.bfloat16, 256](0)
+        if tile_b < Int(tiles):
+            set_b = build(tile_b)
+        wgmma_wait_group_sync()
+        store(tile, d)
+        if tile_b >= Int(tiles):
+            break
+        var d_b = issue(set_b)
+        var tile_a = tile_b + stride
+        if tile_a < Int(tiles):
+            set_a = build(tile_a)
+        wgmma_wait_group_sync()
+        store(tile_b, d_b)
+        if tile_a >= Int(tiles):
+            break
+        tile = tile_a
+
+
 def main() raises:
     var ctx = DeviceContext()
     comptime P = Pointer[Float32, MutAnyOrigin]
@@ -371,6 +499,20 @@ def main() raises:
         correlate_gpu[DType.float32](ctx, out, x, w, 1, N, K, 0, False)
     ctx.synchronize()
     check("op (FFMA)", Float64(perf_counter_ns() - t0) / 1e3 / CALLS)
+
+    comptime for nt in [16, 32]:
+        comptime overlap = wgmma_overlap_kernel[nt]
+        for blocks_per_sm in [2, 4, 8]:
+            ctx.enqueue_memset(out_buf, 0)
+            var o_tiles = N // (64 * nt)
+            var grid = min(o_tiles, sms * blocks_per_sm)
+            ctx.enqueue_function[overlap](out, x, w, Int64(o_tiles), grid_dim=grid, block_dim=THREADS)
+            ctx.synchronize()
+            var t = perf_counter_ns()
+            for _ in range(CALLS):
+                ctx.enqueue_function[overlap](out, x, w, Int64(o_tiles), grid_dim=grid, block_dim=THREADS)
+            ctx.synchronize()
+            check("wgmma, D rows of " + String(nt) + ", next tile built during the MMAs, " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
 
     comptime for nt in [32, 64]:
         comptime wide = wgmma_wide_kernel[nt]
