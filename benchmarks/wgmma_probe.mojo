@@ -10,9 +10,10 @@ wgmma, not TF32 ones). One row of N = 2^26, sm_90a only.
 
 The kernel's parameters are the experiments of logs/h200/2026-11-29_03*_wgmma_probe*:
 wgmma_wide_kernel[NT] makes each row of D NT outputs long (the 0336 run),
-and wgmma_overlap_kernel[NT] builds the next tile's fragments in a second
-register set while a tile's MMAs run (the 0340 run, which also repeats all
-the others);
+wgmma_overlap_kernel[NT] builds the next tile's fragments in a second
+register set while a tile's MMAs run (the 0340 run), and
+wgmma_async_copy_kernel[NT] copies each tile's inputs into shared memory by
+cp.async a tile ahead (the 0345 and 0346 runs, which repeat all the others);
 swap exchanges B's two descriptor strides (wrong with swap), chains spreads
 the products over that many accumulators, and mode 0 is the kernel, 1 its
 MMAs alone (A built once), 2 its A building alone (no MMAs), 3 the kernel
@@ -36,7 +37,14 @@ from max.gpu.compute.mma import (
     wgmma_wait_group_sync,
 )
 from max.gpu.host import DeviceAttribute, DeviceContext
-from max.gpu.memory import AddressSpace, fence_async_view_proxy
+from max.gpu.memory import (
+    AddressSpace,
+    async_copy,
+    async_copy_commit_group,
+    async_copy_wait_all,
+    async_copy_wait_group,
+    fence_async_view_proxy,
+)
 from std.memory import stack_allocation
 from op.kernels import correlate_gpu
 
@@ -452,6 +460,131 @@ def wgmma_overlap_kernel[NT: Int](
         tile = tile_a
 
 
+@always_inline
+def padded(i: Int) -> Int:
+    """Shared-memory slot of staged input i: 8 unused slots after every 32, so
+    that the 8-byte fragment reads of rows 32 apart hit different banks."""
+    return i + (i >> 5) * 8
+
+
+def wgmma_async_copy_kernel[NT: Int](
+    output: Pointer[Float32, MutAnyOrigin],
+    input: Pointer[Float32, MutAnyOrigin],
+    kernel: Pointer[Float32, MutAnyOrigin],
+    tiles: Int64,
+):
+    """As wgmma_wide_kernel, with each tile's inputs copied into shared memory
+    by cp.async a tile ahead (two buffers), so that building A reads shared
+    memory while the next tile's inputs arrive."""
+    comptime TILE_NT = 64 * NT
+    comptime STEPS_NT = ceildiv(K + NT - 1, 16)
+    comptime CORES = (NT // 8) * 2
+    comptime SPAN_NT = TILE_NT + 16 * STEPS_NT
+    comptime BUF = padded(SPAN_NT) + 8
+    var bs = stack_allocation[
+        PARTS * STEPS_NT * CORES * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+    ]()
+    var xs = stack_allocation[2 * BUF, Float32, alignment=128, address_space = AddressSpace.SHARED]()
+    var tid = Int(thread_idx.x)
+    var e = tid
+    while e < STEPS_NT * NT * 16:
+        var s = e // (NT * 16)
+        var c = (e // 16) % NT
+        var tl = e % 16
+        var t = 16 * s + tl
+        var v = Float32(0)
+        if t - c >= 0 and t - c < K:
+            v = kernel.unsafe_load(t - c)
+        var h0 = v.cast[DType.bfloat16]()
+        var r1 = v - h0.cast[DType.float32]()
+        var h1 = r1.cast[DType.bfloat16]()
+        var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
+        var within = (c % 8) * 8 + tl % 8
+        var core = (c // 8) * 2 + tl // 8
+        bs.unsafe_store(((0 * STEPS_NT + s) * CORES + core) * CORE + within, h0)
+        bs.unsafe_store(((1 * STEPS_NT + s) * CORES + core) * CORE + within, h1)
+        bs.unsafe_store(((2 * STEPS_NT + s) * CORES + core) * CORE + within, h2)
+        e += THREADS
+    fence_async_view_proxy()
+
+    @always_inline
+    @parameter
+    def desc(part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
+        var addr = Int(bs) + ((part * STEPS_NT + s) * CORES) * CORE * 2
+        return WGMMADescriptor[DType.bfloat16](
+            Int64((addr >> 4) & 0x3FFF) | (Int64(128 >> 4) << 16) | (Int64(256 >> 4) << 32)
+        )
+
+    @always_inline
+    @parameter
+    def copy_span(tile: Int, buffer: Int):
+        var src = input.unsafe_offset(tile * TILE_NT)
+        var chunk = tid
+        while chunk < SPAN_NT // 4:
+            async_copy[16](
+                src.unsafe_offset(4 * chunk).unsafe_address_space_cast[AddressSpace.GLOBAL](),
+                xs.unsafe_offset(buffer * BUF + padded(4 * chunk)),
+            )
+            chunk += THREADS
+        async_copy_commit_group()
+
+    var w = tid // 32
+    var lane = tid % 32
+    var g = lane // 4
+    var q = lane % 4
+    var r0 = 16 * w + g
+    var r1 = r0 + 8
+    var tile = Int(block_idx.x)
+    if tile >= Int(tiles):
+        return
+    copy_span(tile, 0)
+    var buffer = 0
+    while True:
+        barrier()  # every thread is done with the other buffer
+        var next_tile = tile + Int(grid_dim.x)
+        var more = next_tile < Int(tiles)
+        if more:
+            copy_span(next_tile, 1 - buffer)
+            async_copy_wait_group(1)
+        else:
+            async_copy_wait_all()
+        barrier()  # this tile's inputs, copied by every thread, are in place
+        var x_at = buffer * BUF
+        var parts = SIMD[DType.bfloat16, 256](0)
+        comptime for s in range(STEPS_NT):
+            var c0 = 16 * s + 2 * q
+            var v = SIMD[DType.float32, 8](0)
+            v = v.insert[offset=0](xs.unsafe_load[width=2, alignment=8](x_at + padded(NT * r0 + c0)))
+            v = v.insert[offset=2](xs.unsafe_load[width=2, alignment=8](x_at + padded(NT * r1 + c0)))
+            v = v.insert[offset=4](xs.unsafe_load[width=2, alignment=8](x_at + padded(NT * r0 + c0 + 8)))
+            v = v.insert[offset=6](xs.unsafe_load[width=2, alignment=8](x_at + padded(NT * r1 + c0 + 8)))
+            var sp = split3(v)
+            parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
+            parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
+            parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
+        var d = SIMD[DType.float32, NT // 2](0)
+        wgmma_fence_aligned()
+        comptime pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
+        comptime for s in range(STEPS_NT):
+            comptime for i in range(6):
+                comptime pa = pairs[i][0]
+                comptime pb = pairs[i][1]
+                d = wgmma_async[
+                    64, NT, 16, DType.bfloat16, DType.float32, 8, NT // 2, a_type=DType.bfloat16, b_type=DType.bfloat16
+                ](parts.slice[8, offset = 8 * (pa * STEPS_NT + s)](), desc(pb, s), d)
+        wgmma_commit_group_sync()
+        wgmma_wait_group_sync()
+        var o = output.unsafe_offset(tile * TILE_NT)
+        comptime for j in range(NT // 8):
+            var c = 8 * j + 2 * q
+            o.unsafe_store[alignment=8](NT * r0 + c, d.slice[2, offset = 4 * j]())
+            o.unsafe_store[alignment=8](NT * r1 + c, d.slice[2, offset = 4 * j + 2]())
+        if not more:
+            break
+        tile = next_tile
+        buffer = 1 - buffer
+
+
 def main() raises:
     var ctx = DeviceContext()
     comptime P = Pointer[Float32, MutAnyOrigin]
@@ -499,6 +632,20 @@ def main() raises:
         correlate_gpu[DType.float32](ctx, out, x, w, 1, N, K, 0, False)
     ctx.synchronize()
     check("op (FFMA)", Float64(perf_counter_ns() - t0) / 1e3 / CALLS)
+
+    comptime for nt in [16, 32]:
+        comptime copier = wgmma_async_copy_kernel[nt]
+        for blocks_per_sm in [2, 4, 5, 8, 16]:
+            ctx.enqueue_memset(out_buf, 0)
+            var c_tiles = N // (64 * nt)
+            var grid = min(c_tiles, sms * blocks_per_sm)
+            ctx.enqueue_function[copier](out, x, w, Int64(c_tiles), grid_dim=grid, block_dim=THREADS)
+            ctx.synchronize()
+            var t = perf_counter_ns()
+            for _ in range(CALLS):
+                ctx.enqueue_function[copier](out, x, w, Int64(c_tiles), grid_dim=grid, block_dim=THREADS)
+            ctx.synchronize()
+            check("wgmma, D rows of " + String(nt) + ", inputs by cp.async a tile ahead, " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
 
     comptime for nt in [16, 32]:
         comptime overlap = wgmma_overlap_kernel[nt]
