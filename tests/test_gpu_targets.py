@@ -34,3 +34,21 @@ def test_kernels_compile_for(target, suffix, tmp_path):
         # File names are cut short; match on the first 19 characters of the kernel's name.
         count = sum(kernel[:19] in name for name in files)
         assert count == shapes * DTYPES, f"{kernel}: {count} {suffix} files for {target}, expected {shapes * DTYPES}: {files}"
+
+
+def test_wgmma_probe_compiles_for_sm90a(tmp_path):
+    """benchmarks/wgmma_probe.mojo, which docs/kernel_tuning.md cites, still
+    builds for the H200 and still issues warpgroup MMAs (Hopper only, so
+    sm_90a and no AMD target)."""
+    probe = REPO / "benchmarks" / "wgmma_probe.mojo"
+    result = subprocess.run(
+        [mojo(), "build", "-I", str(REPO / "solutions" / "p20"), "--target-accelerator", "sm_90a",
+         "--emit", "asm", str(probe), "-o", str(tmp_path / "probe.s")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ptx = [p for p in tmp_path.glob("*.ptx") if "wgmma" in p.name]
+    assert ptx, sorted(p.name for p in tmp_path.glob("*"))
+    # Every kernel of the probe issues them but one: mode 2 times building A alone.
+    without = [p.name for p in ptx if "wgmma.mma_async.sync.aligned" not in p.read_text()]
+    assert len(ptx) >= 2 and len(without) == 1, without
