@@ -62,13 +62,108 @@ comptime SPAN = 16 * 64 + T  # inputs one tile reads
 comptime SPAN_PAD = 1152  # one staged part, rounded up
 
 
+comptime PRODUCTS = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]  # (part of A, part of B), smallest first
+comptime SharedBF16 = Pointer[BFloat16, MutUntrackedOrigin, address_space = AddressSpace.SHARED]
+
+
 @always_inline
-def split3(v: SIMD[DType.float32, 8]) -> Tuple[SIMD[DType.bfloat16, 8], SIMD[DType.bfloat16, 8], SIMD[DType.bfloat16, 8]]:
+def split3[width: SIMDLength, //](v: SIMD[DType.float32, width]) -> Tuple[
+    SIMD[DType.bfloat16, width], SIMD[DType.bfloat16, width], SIMD[DType.bfloat16, width]
+]:
+    """v as three bfloat16 parts, each the rounding of what the ones before left."""
     var h0 = v.cast[DType.bfloat16]()
     var r1 = v - h0.cast[DType.float32]()
     var h1 = r1.cast[DType.bfloat16]()
     var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
     return (h0, h1, h2)
+
+
+def steps_for(nt: Int) -> Int:
+    """k16 steps of B for rows of D nt outputs long: K + nt - 1 rows, rounded up."""
+    return ceildiv(K + nt - 1, 16)
+
+
+@always_inline
+def stage_taps[NT: Int](bs: SharedBF16, kernel: Pointer[Float32, MutAnyOrigin], tid: Int):
+    """B, once per block, as three bfloat16 parts: part p of step s is NT / 4
+    core matrices (nb, kb), rows c in [8 nb, 8 nb + 8), columns t in
+    [16 s + 8 kb, + 8), each row's 8 values of t contiguous (K-major).
+    Then the fence that makes them visible to wgmma (the caller's barrier
+    makes them visible to the other threads)."""
+    comptime STEPS_NT = steps_for(NT)
+    comptime CORES = (NT // 8) * 2
+    var e = tid
+    while e < STEPS_NT * NT * 16:
+        var s = e // (NT * 16)
+        var c = (e // 16) % NT
+        var tl = e % 16
+        var t = 16 * s + tl
+        var v = Float32(0)
+        if t - c >= 0 and t - c < K:
+            v = kernel.unsafe_load(t - c)
+        var parts = split3(SIMD[DType.float32, 1](v))
+        var within = (c % 8) * 8 + tl % 8
+        var core = (c // 8) * 2 + tl // 8
+        bs.unsafe_store(((0 * STEPS_NT + s) * CORES + core) * CORE + within, parts[0])
+        bs.unsafe_store(((1 * STEPS_NT + s) * CORES + core) * CORE + within, parts[1])
+        bs.unsafe_store(((2 * STEPS_NT + s) * CORES + core) * CORE + within, parts[2])
+        e += THREADS
+    fence_async_view_proxy()
+
+
+@always_inline
+def b_desc[NT: Int, swap: Bool = False](bs: SharedBF16, part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
+    """The descriptor of part `part`, step s of B: core matrices (nb, kb) at
+    (2 nb + kb) * 128 bytes, so 128 bytes apart along K and 256 along N (or
+    the other way round, with swap, which is wrong)."""
+    comptime CORES = (NT // 8) * 2
+    var addr = Int(bs) + ((part * steps_for(NT) + s) * CORES) * CORE * 2
+    var lbo = 256 if swap else 128
+    var sbo = 128 if swap else 256
+    return WGMMADescriptor[DType.bfloat16](
+        Int64((addr >> 4) & 0x3FFF) | (Int64(lbo >> 4) << 16) | (Int64(sbo >> 4) << 32)
+    )
+
+
+@always_inline
+def a_values[NT: Int](x: Pointer[Float32, MutAnyOrigin], r0: Int, r1: Int, q: Int, s: Int) -> SIMD[DType.float32, 8]:
+    """This thread's 8 values of A (rows r0 and r1, step s) in fragment order,
+    read from the tile's inputs x in memory."""
+    var c0 = 16 * s + 2 * q
+    var v = SIMD[DType.float32, 8](0)
+    v = v.insert[offset=0](x.unsafe_load[width=2, alignment=8](NT * r0 + c0))
+    v = v.insert[offset=2](x.unsafe_load[width=2, alignment=8](NT * r1 + c0))
+    v = v.insert[offset=4](x.unsafe_load[width=2, alignment=8](NT * r0 + c0 + 8))
+    v = v.insert[offset=6](x.unsafe_load[width=2, alignment=8](NT * r1 + c0 + 8))
+    return v
+
+
+@always_inline
+def mma_tile[W: SIMDLength, //, NT: Int](parts: SIMD[DType.bfloat16, W], bs: SharedBF16) -> SIMD[DType.float32, NT // 2]:
+    """Issues the tile's MMAs (every step, the six products) as one committed
+    group and returns its accumulators (valid after the group's wait). Part
+    p of step s of A is at lanes 8 (p * steps + s) of parts."""
+    comptime STEPS_NT = steps_for(NT)
+    var d = SIMD[DType.float32, NT // 2](0)
+    wgmma_fence_aligned()
+    comptime for s in range(STEPS_NT):
+        comptime for i in range(6):
+            comptime pa = PRODUCTS[i][0]
+            comptime pb = PRODUCTS[i][1]
+            d = wgmma_async[
+                64, NT, 16, DType.bfloat16, DType.float32, 8, NT // 2, a_type=DType.bfloat16, b_type=DType.bfloat16
+            ](parts.slice[8, offset = 8 * (pa * STEPS_NT + s)](), b_desc[NT](bs, pb, s), d)
+    wgmma_commit_group_sync()
+    return d
+
+
+@always_inline
+def store_tile[W: SIMDLength, //, NT: Int](o: Pointer[Float32, MutAnyOrigin], r0: Int, r1: Int, q: Int, d: SIMD[DType.float32, W]):
+    """Writes this thread's accumulators of the tile starting at o."""
+    comptime for j in range(NT // 8):
+        var c = 8 * j + 2 * q
+        o.unsafe_store[alignment=8](NT * r0 + c, d.slice[2, offset = 4 * j]())
+        o.unsafe_store[alignment=8](NT * r1 + c, d.slice[2, offset = 4 * j + 2]())
 
 
 def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
@@ -77,6 +172,7 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
     kernel: Pointer[Float32, MutAnyOrigin],
     tiles: Int64,
 ):
+    """Rows of D 16 outputs long, in the variants the module docstring lists."""
     var bs = stack_allocation[
         PARTS * STEPS * 4 * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
     ]()
@@ -84,43 +180,8 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
         PARTS * SPAN_PAD, BFloat16, alignment=128, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
-    # B, once per block: part p of step s is four core matrices (nb, kb):
-    # rows c in [8 nb, 8 nb + 8), columns t in [16 s + 8 kb, + 8), each row's
-    # 8 values of t contiguous (K-major).
-    var e = tid
-    while e < STEPS * 16 * 16:
-        var s = e // 256
-        var c = (e // 16) % 16
-        var tl = e % 16
-        var t = 16 * s + tl
-        var v = Float32(0)
-        if t - c >= 0 and t - c < K:
-            v = kernel.unsafe_load(t - c)
-        var h0 = v.cast[DType.bfloat16]()
-        var r1 = v - h0.cast[DType.float32]()
-        var h1 = r1.cast[DType.bfloat16]()
-        var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
-        var within = (c % 8) * 8 + tl % 8
-        var core = (c // 8) * 2 + tl // 8
-        bs.unsafe_store(((0 * STEPS + s) * 4 + core) * CORE + within, h0)
-        bs.unsafe_store(((1 * STEPS + s) * 4 + core) * CORE + within, h1)
-        bs.unsafe_store(((2 * STEPS + s) * 4 + core) * CORE + within, h2)
-        e += THREADS
-    fence_async_view_proxy()
+    stage_taps[16](bs, kernel, tid)
     barrier()
-
-    @always_inline
-    @parameter
-    def desc(part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
-        var addr = Int(bs) + ((part * STEPS + s) * 4) * CORE * 2
-        # Core matrices (nb, kb) at (2 nb + kb) * 128 bytes: 128 bytes apart
-        # along K, 256 along N (or the other way round, with swap).
-        var lbo = 256 if swap else 128
-        var sbo = 128 if swap else 256
-        return WGMMADescriptor[DType.bfloat16](
-            Int64((addr >> 4) & 0x3FFF) | (Int64(lbo >> 4) << 16) | (Int64(sbo >> 4) << 32)
-        )
-
     var w = tid // 32
     var lane = tid % 32
     var g = lane // 4
@@ -135,41 +196,30 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
         comptime if mode == 4:
             # Step by step: the next step's fragments are loaded and split
             # while the MMAs of this one run; a step's registers are reused
-            # only after its group has completed (wait_group 1).
+            # only after its group has completed.
             @always_inline
             @parameter
             def build(s: Int) -> SIMD[DType.bfloat16, 32]:
-                var c0 = 16 * s + 2 * q
-                var v = SIMD[DType.float32, 8](0)
-                v = v.insert[offset=0](x.unsafe_load[width=2, alignment=8](16 * r0 + c0))
-                v = v.insert[offset=2](x.unsafe_load[width=2, alignment=8](16 * r1 + c0))
-                v = v.insert[offset=4](x.unsafe_load[width=2, alignment=8](16 * r0 + c0 + 8))
-                v = v.insert[offset=6](x.unsafe_load[width=2, alignment=8](16 * r1 + c0 + 8))
-                var sp = split3(v)
+                var sp = split3(a_values[16](x, r0, r1, q, s))
                 return SIMD[DType.bfloat16, 32](0).insert[offset=0](sp[0]).insert[offset=8](sp[1]).insert[offset=16](sp[2])
 
-            comptime step_pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
             var d4 = SIMD[DType.float32, 8](0)
             var cur = build(0)
             comptime for s in range(STEPS):
                 wgmma_fence_aligned()
                 comptime for i in range(6):
-                    comptime pa = step_pairs[i][0]
-                    comptime pb = step_pairs[i][1]
+                    comptime pa = PRODUCTS[i][0]
+                    comptime pb = PRODUCTS[i][1]
                     d4 = wgmma_async[
                         64, 16, 16, DType.bfloat16, DType.float32, 8, 8, a_type=DType.bfloat16, b_type=DType.bfloat16
-                    ](cur.slice[8, offset = 8 * pa](), desc(pb, s), d4)
+                    ](cur.slice[8, offset = 8 * pa](), b_desc[16, swap](bs, pb, s), d4)
                 wgmma_commit_group_sync()
                 comptime if s + 1 < STEPS:
                     var nxt = build(s + 1)
                     wgmma_wait_group_sync[0]()
                     cur = nxt
             wgmma_wait_group_sync[0]()
-            var o4 = output.unsafe_offset(tile * TILE)
-            comptime for j in range(2):
-                var c = 8 * j + 2 * q
-                o4.unsafe_store[alignment=8](16 * r0 + c, d4.slice[2, offset = 4 * j]())
-                o4.unsafe_store[alignment=8](16 * r1 + c, d4.slice[2, offset = 4 * j + 2]())
+            store_tile[16](output.unsafe_offset(tile * TILE), r0, r1, q, d4)
             tile += Int(grid_dim.x)
             continue
         # chains accumulators, so that consecutive MMAs need not wait for each other.
@@ -183,14 +233,10 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
             var e2 = 4 * tid
             while e2 < SPAN:
                 # 16 bytes of inputs per load, 8 bytes of each part per store.
-                var v = x.unsafe_load[width=4, alignment=16](e2)
-                var h0 = v.cast[DType.bfloat16]()
-                var r1v = v - h0.cast[DType.float32]()
-                var h1 = r1v.cast[DType.bfloat16]()
-                var h2 = (r1v - h1.cast[DType.float32]()).cast[DType.bfloat16]()
-                xs.unsafe_store[alignment=8](e2, h0)
-                xs.unsafe_store[alignment=8](SPAN_PAD + e2, h1)
-                xs.unsafe_store[alignment=8](2 * SPAN_PAD + e2, h2)
+                var sp = split3(x.unsafe_load[width=4, alignment=16](e2))
+                xs.unsafe_store[alignment=8](e2, sp[0])
+                xs.unsafe_store[alignment=8](SPAN_PAD + e2, sp[1])
+                xs.unsafe_store[alignment=8](2 * SPAN_PAD + e2, sp[2])
                 e2 += 4 * THREADS
             barrier()
             var mi = lane // 8
@@ -202,18 +248,11 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
                         ld_matrix[8](xs.unsafe_offset(p * SPAN_PAD + 16 * row + 16 * s + kofs))
                     )
         comptime for s in range(STEPS):
-          if mode != 3 and (mode != 1 or first):
-              var c0 = 16 * s + 2 * q
-              var v = SIMD[DType.float32, 8](0)
-              var p00 = x.unsafe_load[width=2, alignment=8](16 * r0 + c0)
-              var p10 = x.unsafe_load[width=2, alignment=8](16 * r1 + c0)
-              var p01 = x.unsafe_load[width=2, alignment=8](16 * r0 + c0 + 8)
-              var p11 = x.unsafe_load[width=2, alignment=8](16 * r1 + c0 + 8)
-              v = v.insert[offset=0](p00).insert[offset=2](p10).insert[offset=4](p01).insert[offset=6](p11)
-              var sp = split3(v)
-              parts = parts.insert[offset = 8 * (0 * STEPS + s)](sp[0])
-              parts = parts.insert[offset = 8 * (1 * STEPS + s)](sp[1])
-              parts = parts.insert[offset = 8 * (2 * STEPS + s)](sp[2])
+            if mode != 3 and (mode != 1 or first):
+                var sp = split3(a_values[16](x, r0, r1, q, s))
+                parts = parts.insert[offset = 8 * (0 * STEPS + s)](sp[0])
+                parts = parts.insert[offset = 8 * (1 * STEPS + s)](sp[1])
+                parts = parts.insert[offset = 8 * (2 * STEPS + s)](sp[2])
         first = False
         comptime if mode == 2:
             var acc2 = SIMD[DType.float32, 8](0)
@@ -224,28 +263,37 @@ def wgmma_kernel[swap: Bool, chains: Int, mode: Int](
             tile += Int(grid_dim.x)
             continue
         wgmma_fence_aligned()
-        comptime pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
         comptime for s in range(STEPS):
             comptime for i in range(6):
-                comptime pa = pairs[i][0]
-                comptime pb = pairs[i][1]
+                comptime pa = PRODUCTS[i][0]
+                comptime pb = PRODUCTS[i][1]
                 comptime ch = (s * 6 + i) % chains
                 acc = acc.insert[offset = 8 * ch](
                     wgmma_async[
                         64, 16, 16, DType.bfloat16, DType.float32, 8, 8, a_type=DType.bfloat16, b_type=DType.bfloat16
-                    ](parts.slice[8, offset = 8 * (pa * STEPS + s)](), desc(pb, s), acc.slice[8, offset = 8 * ch]())
+                    ](parts.slice[8, offset = 8 * (pa * STEPS + s)](), b_desc[16, swap](bs, pb, s), acc.slice[8, offset = 8 * ch]())
                 )
         wgmma_commit_group_sync()
         wgmma_wait_group_sync()
         var d = acc.slice[8, offset=0]()
         comptime for ch in range(1, chains):
             d += acc.slice[8, offset = 8 * ch]()
-        var o = output.unsafe_offset(tile * TILE)
-        comptime for j in range(2):
-            var c = 8 * j + 2 * q
-            o.unsafe_store[alignment=8](16 * r0 + c, d.slice[2, offset = 4 * j]())
-            o.unsafe_store[alignment=8](16 * r1 + c, d.slice[2, offset = 4 * j + 2]())
+        store_tile[16](output.unsafe_offset(tile * TILE), r0, r1, q, d)
         tile += Int(grid_dim.x)
+
+
+@always_inline
+def build_parts[NT: Int](x: Pointer[Float32, MutAnyOrigin], r0: Int, r1: Int, q: Int) -> SIMD[DType.bfloat16, 256]:
+    """A's fragments for every step of a tile, split: part p of step s at
+    lanes 8 (p * steps + s)."""
+    comptime STEPS_NT = steps_for(NT)
+    var parts = SIMD[DType.bfloat16, 256](0)
+    comptime for s in range(STEPS_NT):
+        var sp = split3(a_values[NT](x, r0, r1, q, s))
+        parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
+        parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
+        parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
+    return parts
 
 
 def wgmma_wide_kernel[NT: Int](
@@ -258,80 +306,22 @@ def wgmma_wide_kernel[NT: Int](
     so A's fragments serve NT outputs each, at the cost of K + NT - 1 rows
     of B (rounded up to 16)."""
     comptime TILE_NT = 64 * NT
-    comptime STEPS_NT = ceildiv(K + NT - 1, 16)
-    comptime CORES = (NT // 8) * 2  # core matrices per step and part
     var bs = stack_allocation[
-        PARTS * STEPS_NT * CORES * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+        PARTS * steps_for(NT) * (NT // 8) * 2 * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
-    var e = tid
-    while e < STEPS_NT * NT * 16:
-        var s = e // (NT * 16)
-        var c = (e // 16) % NT
-        var tl = e % 16
-        var t = 16 * s + tl
-        var v = Float32(0)
-        if t - c >= 0 and t - c < K:
-            v = kernel.unsafe_load(t - c)
-        var h0 = v.cast[DType.bfloat16]()
-        var r1 = v - h0.cast[DType.float32]()
-        var h1 = r1.cast[DType.bfloat16]()
-        var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
-        var within = (c % 8) * 8 + tl % 8
-        var core = (c // 8) * 2 + tl // 8
-        bs.unsafe_store(((0 * STEPS_NT + s) * CORES + core) * CORE + within, h0)
-        bs.unsafe_store(((1 * STEPS_NT + s) * CORES + core) * CORE + within, h1)
-        bs.unsafe_store(((2 * STEPS_NT + s) * CORES + core) * CORE + within, h2)
-        e += THREADS
-    fence_async_view_proxy()
+    stage_taps[NT](bs, kernel, tid)
     barrier()
-
-    @always_inline
-    @parameter
-    def desc(part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
-        var addr = Int(bs) + ((part * STEPS_NT + s) * CORES) * CORE * 2
-        return WGMMADescriptor[DType.bfloat16](
-            Int64((addr >> 4) & 0x3FFF) | (Int64(128 >> 4) << 16) | (Int64(256 >> 4) << 32)
-        )
-
-    var w = tid // 32
     var lane = tid % 32
-    var g = lane // 4
     var q = lane % 4
-    var r0 = 16 * w + g
+    var r0 = 16 * (tid // 32) + lane // 4
     var r1 = r0 + 8
     var tile = Int(block_idx.x)
     while tile < Int(tiles):
-        var x = input.unsafe_offset(tile * TILE_NT)
-        var parts = SIMD[DType.bfloat16, 256](0)
-        comptime for s in range(STEPS_NT):
-            var c0 = 16 * s + 2 * q
-            var v = SIMD[DType.float32, 8](0)
-            v = v.insert[offset=0](x.unsafe_load[width=2, alignment=8](NT * r0 + c0))
-            v = v.insert[offset=2](x.unsafe_load[width=2, alignment=8](NT * r1 + c0))
-            v = v.insert[offset=4](x.unsafe_load[width=2, alignment=8](NT * r0 + c0 + 8))
-            v = v.insert[offset=6](x.unsafe_load[width=2, alignment=8](NT * r1 + c0 + 8))
-            var sp = split3(v)
-            parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
-            parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
-            parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
-        var d = SIMD[DType.float32, NT // 2](0)
-        wgmma_fence_aligned()
-        comptime pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
-        comptime for s in range(STEPS_NT):
-            comptime for i in range(6):
-                comptime pa = pairs[i][0]
-                comptime pb = pairs[i][1]
-                d = wgmma_async[
-                    64, NT, 16, DType.bfloat16, DType.float32, 8, NT // 2, a_type=DType.bfloat16, b_type=DType.bfloat16
-                ](parts.slice[8, offset = 8 * (pa * STEPS_NT + s)](), desc(pb, s), d)
-        wgmma_commit_group_sync()
+        var parts = build_parts[NT](input.unsafe_offset(tile * TILE_NT), r0, r1, q)
+        var d = mma_tile[NT](parts, bs)
         wgmma_wait_group_sync()
-        var o = output.unsafe_offset(tile * TILE_NT)
-        comptime for j in range(NT // 8):
-            var c = 8 * j + 2 * q
-            o.unsafe_store[alignment=8](NT * r0 + c, d.slice[2, offset = 4 * j]())
-            o.unsafe_store[alignment=8](NT * r1 + c, d.slice[2, offset = 4 * j + 2]())
+        store_tile[NT](output.unsafe_offset(tile * TILE_NT), r0, r1, q, d)
         tile += Int(grid_dim.x)
 
 
@@ -345,91 +335,16 @@ def wgmma_overlap_kernel[NT: Int](
     this tile's MMAs run: the MMAs are issued, then the next tile's A is built
     into a second set of registers, then the MMAs are waited for."""
     comptime TILE_NT = 64 * NT
-    comptime STEPS_NT = ceildiv(K + NT - 1, 16)
-    comptime CORES = (NT // 8) * 2
     var bs = stack_allocation[
-        PARTS * STEPS_NT * CORES * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+        PARTS * steps_for(NT) * (NT // 8) * 2 * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
     ]()
     var tid = Int(thread_idx.x)
-    var e = tid
-    while e < STEPS_NT * NT * 16:
-        var s = e // (NT * 16)
-        var c = (e // 16) % NT
-        var tl = e % 16
-        var t = 16 * s + tl
-        var v = Float32(0)
-        if t - c >= 0 and t - c < K:
-            v = kernel.unsafe_load(t - c)
-        var h0 = v.cast[DType.bfloat16]()
-        var r1 = v - h0.cast[DType.float32]()
-        var h1 = r1.cast[DType.bfloat16]()
-        var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
-        var within = (c % 8) * 8 + tl % 8
-        var core = (c // 8) * 2 + tl // 8
-        bs.unsafe_store(((0 * STEPS_NT + s) * CORES + core) * CORE + within, h0)
-        bs.unsafe_store(((1 * STEPS_NT + s) * CORES + core) * CORE + within, h1)
-        bs.unsafe_store(((2 * STEPS_NT + s) * CORES + core) * CORE + within, h2)
-        e += THREADS
-    fence_async_view_proxy()
+    stage_taps[NT](bs, kernel, tid)
     barrier()
-
-    @always_inline
-    @parameter
-    def desc(part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
-        var addr = Int(bs) + ((part * STEPS_NT + s) * CORES) * CORE * 2
-        return WGMMADescriptor[DType.bfloat16](
-            Int64((addr >> 4) & 0x3FFF) | (Int64(128 >> 4) << 16) | (Int64(256 >> 4) << 32)
-        )
-
-    var w = tid // 32
     var lane = tid % 32
-    var g = lane // 4
     var q = lane % 4
-    var r0 = 16 * w + g
+    var r0 = 16 * (tid // 32) + lane // 4
     var r1 = r0 + 8
-
-    @always_inline
-    @parameter
-    def build(tile: Int) -> SIMD[DType.bfloat16, 256]:
-        var x = input.unsafe_offset(tile * TILE_NT)
-        var parts = SIMD[DType.bfloat16, 256](0)
-        comptime for s in range(STEPS_NT):
-            var c0 = 16 * s + 2 * q
-            var v = SIMD[DType.float32, 8](0)
-            v = v.insert[offset=0](x.unsafe_load[width=2, alignment=8](NT * r0 + c0))
-            v = v.insert[offset=2](x.unsafe_load[width=2, alignment=8](NT * r1 + c0))
-            v = v.insert[offset=4](x.unsafe_load[width=2, alignment=8](NT * r0 + c0 + 8))
-            v = v.insert[offset=6](x.unsafe_load[width=2, alignment=8](NT * r1 + c0 + 8))
-            var sp = split3(v)
-            parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
-            parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
-            parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
-        return parts
-
-    @always_inline
-    @parameter
-    def issue(parts: SIMD[DType.bfloat16, 256]) -> SIMD[DType.float32, NT // 2]:
-        var d = SIMD[DType.float32, NT // 2](0)
-        wgmma_fence_aligned()
-        comptime pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
-        comptime for s in range(STEPS_NT):
-            comptime for i in range(6):
-                comptime pa = pairs[i][0]
-                comptime pb = pairs[i][1]
-                d = wgmma_async[
-                    64, NT, 16, DType.bfloat16, DType.float32, 8, NT // 2, a_type=DType.bfloat16, b_type=DType.bfloat16
-                ](parts.slice[8, offset = 8 * (pa * STEPS_NT + s)](), desc(pb, s), d)
-        wgmma_commit_group_sync()
-        return d
-
-    @always_inline
-    @parameter
-    def store(tile: Int, d: SIMD[DType.float32, NT // 2]):
-        var o = output.unsafe_offset(tile * TILE_NT)
-        comptime for j in range(NT // 8):
-            var c = 8 * j + 2 * q
-            o.unsafe_store[alignment=8](NT * r0 + c, d.slice[2, offset = 4 * j]())
-            o.unsafe_store[alignment=8](NT * r1 + c, d.slice[2, offset = 4 * j + 2]())
 
     # Two register sets, a and b, in turns (unrolled by two, so that neither
     # is copied into the other): the MMAs read one while the next tile's
@@ -438,23 +353,23 @@ def wgmma_overlap_kernel[NT: Int](
     var tile = Int(block_idx.x)
     if tile >= Int(tiles):
         return
-    var set_a = build(tile)
+    var set_a = build_parts[NT](input.unsafe_offset(tile * TILE_NT), r0, r1, q)
     while True:
-        var d = issue(set_a)
+        var d = mma_tile[NT](set_a, bs)
         var tile_b = tile + stride
         var set_b = SIMD[DType.bfloat16, 256](0)
         if tile_b < Int(tiles):
-            set_b = build(tile_b)
+            set_b = build_parts[NT](input.unsafe_offset(tile_b * TILE_NT), r0, r1, q)
         wgmma_wait_group_sync()
-        store(tile, d)
+        store_tile[NT](output.unsafe_offset(tile * TILE_NT), r0, r1, q, d)
         if tile_b >= Int(tiles):
             break
-        var d_b = issue(set_b)
+        var d_b = mma_tile[NT](set_b, bs)
         var tile_a = tile_b + stride
         if tile_a < Int(tiles):
-            set_a = build(tile_a)
+            set_a = build_parts[NT](input.unsafe_offset(tile_a * TILE_NT), r0, r1, q)
         wgmma_wait_group_sync()
-        store(tile_b, d_b)
+        store_tile[NT](output.unsafe_offset(tile_b * TILE_NT), r0, r1, q, d_b)
         if tile_a >= Int(tiles):
             break
         tile = tile_a
@@ -477,43 +392,15 @@ def wgmma_async_copy_kernel[NT: Int](
     by cp.async a tile ahead (two buffers), so that building A reads shared
     memory while the next tile's inputs arrive."""
     comptime TILE_NT = 64 * NT
-    comptime STEPS_NT = ceildiv(K + NT - 1, 16)
-    comptime CORES = (NT // 8) * 2
+    comptime STEPS_NT = steps_for(NT)
     comptime SPAN_NT = TILE_NT + 16 * STEPS_NT
     comptime BUF = padded(SPAN_NT) + 8
     var bs = stack_allocation[
-        PARTS * STEPS_NT * CORES * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+        PARTS * STEPS_NT * (NT // 8) * 2 * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
     ]()
     var xs = stack_allocation[2 * BUF, Float32, alignment=128, address_space = AddressSpace.SHARED]()
     var tid = Int(thread_idx.x)
-    var e = tid
-    while e < STEPS_NT * NT * 16:
-        var s = e // (NT * 16)
-        var c = (e // 16) % NT
-        var tl = e % 16
-        var t = 16 * s + tl
-        var v = Float32(0)
-        if t - c >= 0 and t - c < K:
-            v = kernel.unsafe_load(t - c)
-        var h0 = v.cast[DType.bfloat16]()
-        var r1 = v - h0.cast[DType.float32]()
-        var h1 = r1.cast[DType.bfloat16]()
-        var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
-        var within = (c % 8) * 8 + tl % 8
-        var core = (c // 8) * 2 + tl // 8
-        bs.unsafe_store(((0 * STEPS_NT + s) * CORES + core) * CORE + within, h0)
-        bs.unsafe_store(((1 * STEPS_NT + s) * CORES + core) * CORE + within, h1)
-        bs.unsafe_store(((2 * STEPS_NT + s) * CORES + core) * CORE + within, h2)
-        e += THREADS
-    fence_async_view_proxy()
-
-    @always_inline
-    @parameter
-    def desc(part: Int, s: Int) -> WGMMADescriptor[DType.bfloat16]:
-        var addr = Int(bs) + ((part * STEPS_NT + s) * CORES) * CORE * 2
-        return WGMMADescriptor[DType.bfloat16](
-            Int64((addr >> 4) & 0x3FFF) | (Int64(128 >> 4) << 16) | (Int64(256 >> 4) << 32)
-        )
+    stage_taps[NT](bs, kernel, tid)  # the loop's first barrier publishes it
 
     @always_inline
     @parameter
@@ -528,11 +415,9 @@ def wgmma_async_copy_kernel[NT: Int](
             chunk += THREADS
         async_copy_commit_group()
 
-    var w = tid // 32
     var lane = tid % 32
-    var g = lane // 4
     var q = lane % 4
-    var r0 = 16 * w + g
+    var r0 = 16 * (tid // 32) + lane // 4
     var r1 = r0 + 8
     var tile = Int(block_idx.x)
     if tile >= Int(tiles):
@@ -562,28 +447,13 @@ def wgmma_async_copy_kernel[NT: Int](
             parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
             parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
             parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
-        var d = SIMD[DType.float32, NT // 2](0)
-        wgmma_fence_aligned()
-        comptime pairs = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
-        comptime for s in range(STEPS_NT):
-            comptime for i in range(6):
-                comptime pa = pairs[i][0]
-                comptime pb = pairs[i][1]
-                d = wgmma_async[
-                    64, NT, 16, DType.bfloat16, DType.float32, 8, NT // 2, a_type=DType.bfloat16, b_type=DType.bfloat16
-                ](parts.slice[8, offset = 8 * (pa * STEPS_NT + s)](), desc(pb, s), d)
-        wgmma_commit_group_sync()
+        var d = mma_tile[NT](parts, bs)
         wgmma_wait_group_sync()
-        var o = output.unsafe_offset(tile * TILE_NT)
-        comptime for j in range(NT // 8):
-            var c = 8 * j + 2 * q
-            o.unsafe_store[alignment=8](NT * r0 + c, d.slice[2, offset = 4 * j]())
-            o.unsafe_store[alignment=8](NT * r1 + c, d.slice[2, offset = 4 * j + 2]())
+        store_tile[NT](output.unsafe_offset(tile * TILE_NT), r0, r1, q, d)
         if not more:
             break
         tile = next_tile
         buffer = 1 - buffer
-
 
 def main() raises:
     var ctx = DeviceContext()
@@ -624,6 +494,21 @@ def main() raises:
             worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
         print(label, String(Float64(Int(us * 10)) / 10.0), "us, error", Float32(worst))
 
+    @always_inline
+    @parameter
+    def time_kernel[kern: def(P, P, P, Int64) thin -> None](label: String, tile_outputs: Int, blocks_per_sm: Int) raises:
+        """Clears the output, runs kern once, times CALLS launches and checks the result."""
+        ctx.enqueue_memset(out_buf, 0)
+        var n_tiles = N // tile_outputs
+        var grid = min(n_tiles, sms * blocks_per_sm)
+        ctx.enqueue_function[kern](out, x, w, Int64(n_tiles), grid_dim=grid, block_dim=THREADS)
+        ctx.synchronize()
+        var t = perf_counter_ns()
+        for _ in range(CALLS):
+            ctx.enqueue_function[kern](out, x, w, Int64(n_tiles), grid_dim=grid, block_dim=THREADS)
+        ctx.synchronize()
+        check(label + " " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
+
     # The op's multiply-add kernel, for reference.
     correlate_gpu[DType.float32](ctx, out, x, w, 1, N, K, 0, False)
     ctx.synchronize()
@@ -634,58 +519,19 @@ def main() raises:
     check("op (FFMA)", Float64(perf_counter_ns() - t0) / 1e3 / CALLS)
 
     comptime for nt in [16, 32]:
-        comptime copier = wgmma_async_copy_kernel[nt]
         for blocks_per_sm in [2, 4, 5, 8, 16]:
-            ctx.enqueue_memset(out_buf, 0)
-            var c_tiles = N // (64 * nt)
-            var grid = min(c_tiles, sms * blocks_per_sm)
-            ctx.enqueue_function[copier](out, x, w, Int64(c_tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            var t = perf_counter_ns()
-            for _ in range(CALLS):
-                ctx.enqueue_function[copier](out, x, w, Int64(c_tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            check("wgmma, D rows of " + String(nt) + ", inputs by cp.async a tile ahead, " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
-
+            time_kernel[wgmma_async_copy_kernel[nt]](
+                "wgmma, D rows of " + String(nt) + ", inputs by cp.async a tile ahead,", 64 * nt, blocks_per_sm
+            )
     comptime for nt in [16, 32]:
-        comptime overlap = wgmma_overlap_kernel[nt]
         for blocks_per_sm in [2, 4, 8]:
-            ctx.enqueue_memset(out_buf, 0)
-            var o_tiles = N // (64 * nt)
-            var grid = min(o_tiles, sms * blocks_per_sm)
-            ctx.enqueue_function[overlap](out, x, w, Int64(o_tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            var t = perf_counter_ns()
-            for _ in range(CALLS):
-                ctx.enqueue_function[overlap](out, x, w, Int64(o_tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            check("wgmma, D rows of " + String(nt) + ", next tile built during the MMAs, " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
-
+            time_kernel[wgmma_overlap_kernel[nt]](
+                "wgmma, D rows of " + String(nt) + ", next tile built during the MMAs,", 64 * nt, blocks_per_sm
+            )
     comptime for nt in [32, 64]:
-        comptime wide = wgmma_wide_kernel[nt]
         for blocks_per_sm in [4, 8]:
-            ctx.enqueue_memset(out_buf, 0)
-            var wide_tiles = N // (64 * nt)
-            var grid = min(wide_tiles, sms * blocks_per_sm)
-            ctx.enqueue_function[wide](out, x, w, Int64(wide_tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            var t = perf_counter_ns()
-            for _ in range(CALLS):
-                ctx.enqueue_function[wide](out, x, w, Int64(wide_tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            check("wgmma, D rows of " + String(nt) + " " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
-
+            time_kernel[wgmma_wide_kernel[nt]]("wgmma, D rows of " + String(nt), 64 * nt, blocks_per_sm)
     comptime for mode in [0, 1, 2, 3, 4]:
-        comptime chains = 1
-        comptime kern = wgmma_kernel[False, chains, mode]
+        var label = ["wgmma", "MMAs only (A built once: wrong results)", "A only (no MMAs: wrong results)", "wgmma, inputs split once into shared memory, fragments by ldmatrix", "wgmma, step by step, the next step's fragments built while this step's MMAs run"][mode]
         for blocks_per_sm in [4, 8, 12]:
-            ctx.enqueue_memset(out_buf, 0)
-            var grid = min(tiles, sms * blocks_per_sm)
-            ctx.enqueue_function[kern](out, x, w, Int64(tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            var t = perf_counter_ns()
-            for _ in range(CALLS):
-                ctx.enqueue_function[kern](out, x, w, Int64(tiles), grid_dim=grid, block_dim=THREADS)
-            ctx.synchronize()
-            var label = ["wgmma", "MMAs only (A built once: wrong results)", "A only (no MMAs: wrong results)", "wgmma, inputs split once into shared memory, fragments by ldmatrix", "wgmma, step by step, the next step's fragments built while this step's MMAs run"][mode]
-            check(label + " " + String(blocks_per_sm) + "/SM", Float64(perf_counter_ns() - t) / 1e3 / CALLS)
+            time_kernel[wgmma_kernel[False, 1, mode]](label, TILE, blocks_per_sm)
