@@ -8,7 +8,7 @@ split into three bfloat16 parts, and the six products whose parts weigh at
 least 2^-16 are summed (Mojo 1.2 takes bfloat16 register fragments for
 wgmma, not TF32 ones). One row of N = 2^26, sm_90a only.
 
-The kernel's parameters are the experiments of logs/h200/2026-11-29_03*_wgmma_probe*:
+The kernel's parameters are the experiments of logs/h200/2026-11-29_03*_wgmma_probe* and _04*:
 wgmma_wide_kernel[NT] makes each row of D NT outputs long (the 0336 run),
 wgmma_overlap_kernel[NT] builds the next tile's fragments in a second
 register set while a tile's MMAs run (the 0340 run), and
@@ -20,12 +20,17 @@ MMAs alone (A built once), 2 its A building alone (no MMAs), 3 the kernel
 with the inputs split once into shared memory (16-byte loads; the 0331 run
 loaded one element at a time) and the fragments read by ldmatrix, 4 the
 kernel step by step, each step's fragments built while the previous step's
-MMAs run. main() runs every mode, one accumulator, no swap.
+MMAs run. wgmma_async_copy_kernel's BUFFERS (3: two tiles ahead, one barrier
+a tile), interleave (each step's MMAs issued once its fragments are built)
+and packed (the split two values per conversion) are the 0410 and 0415 runs.
 
-    mojo run -I solutions/p20 benchmarks/wgmma_probe.mojo
+    mojo run -I solutions/p20 benchmarks/wgmma_probe.mojo        # the 0415 run
+    mojo run -I solutions/p20 benchmarks/wgmma_probe.mojo best   # one form, for ncu (0412)
+    mojo run -I solutions/p20 benchmarks/wgmma_probe.mojo all    # and every earlier variant
 """
 
 from std.math import ceildiv
+from std.sys import argv
 from std.time import perf_counter_ns
 from max.gpu import barrier, block_idx, grid_dim, thread_idx
 from max.gpu.compute.mma import (
@@ -45,7 +50,7 @@ from max.gpu.memory import (
     async_copy_wait_group,
     fence_async_view_proxy,
 )
-from std.memory import stack_allocation
+from std.memory import bitcast, stack_allocation
 from op.kernels import correlate_gpu
 
 comptime N = 1 << 26
@@ -75,6 +80,27 @@ def split3[width: SIMDLength, //](v: SIMD[DType.float32, width]) -> Tuple[
     var r1 = v - h0.cast[DType.float32]()
     var h1 = r1.cast[DType.bfloat16]()
     var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
+    return (h0, h1, h2)
+
+
+@always_inline
+def widen_pairs[width: SIMDLength, //](h: SIMD[DType.bfloat16, width]) -> SIMD[DType.float32, width]:
+    """h in float32, two values per 32-bit word at a time: the low half
+    shifted up, the high half masked in place (no conversions)."""
+    var u = bitcast[DType.uint32, width // 2](h)
+    return bitcast[DType.float32, width]((u << 16).interleave(u & 0xFFFF0000))
+
+
+@always_inline
+def split3_packed[width: SIMDLength, //](v: SIMD[DType.float32, width]) -> Tuple[
+    SIMD[DType.bfloat16, width], SIMD[DType.bfloat16, width], SIMD[DType.bfloat16, width]
+]:
+    """split3, with each pair of values converted by one instruction
+    (cvt.rn.bf16x2.f32) and widened back by a shift and a mask."""
+    var h0 = v.cast[DType.bfloat16]()
+    var r1 = v - widen_pairs(h0)
+    var h1 = r1.cast[DType.bfloat16]()
+    var h2 = (r1 - widen_pairs(h1)).cast[DType.bfloat16]()
     return (h0, h1, h2)
 
 
@@ -382,15 +408,18 @@ def padded(i: Int) -> Int:
     return i + (i >> 5) * 8
 
 
-def wgmma_async_copy_kernel[NT: Int](
+def wgmma_async_copy_kernel[NT: Int, BUFFERS: Int = 2, interleave: Bool = False, packed: Bool = False](
     output: Pointer[Float32, MutAnyOrigin],
     input: Pointer[Float32, MutAnyOrigin],
     kernel: Pointer[Float32, MutAnyOrigin],
     tiles: Int64,
 ):
     """As wgmma_wide_kernel, with each tile's inputs copied into shared memory
-    by cp.async a tile ahead (two buffers), so that building A reads shared
-    memory while the next tile's inputs arrive."""
+    by cp.async ahead of time, so that building A reads shared memory while
+    later tiles' inputs arrive. With two buffers the copy runs one tile ahead
+    and a tile waits at two barriers; with three, two tiles ahead and one
+    barrier. With interleave, each step's MMAs are issued as soon as that
+    step's fragments are built, so the MMAs run while later steps are built."""
     comptime TILE_NT = 64 * NT
     comptime STEPS_NT = steps_for(NT)
     comptime SPAN_NT = TILE_NT + 16 * STEPS_NT
@@ -398,44 +427,53 @@ def wgmma_async_copy_kernel[NT: Int](
     var bs = stack_allocation[
         PARTS * STEPS_NT * (NT // 8) * 2 * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
     ]()
-    var xs = stack_allocation[2 * BUF, Float32, alignment=128, address_space = AddressSpace.SHARED]()
+    var xs = stack_allocation[BUFFERS * BUF, Float32, alignment=128, address_space = AddressSpace.SHARED]()
     var tid = Int(thread_idx.x)
     stage_taps[NT](bs, kernel, tid)  # the loop's first barrier publishes it
 
     @always_inline
     @parameter
     def copy_span(tile: Int, buffer: Int):
-        var src = input.unsafe_offset(tile * TILE_NT)
-        var chunk = tid
-        while chunk < SPAN_NT // 4:
-            async_copy[16](
-                src.unsafe_offset(4 * chunk).unsafe_address_space_cast[AddressSpace.GLOBAL](),
-                xs.unsafe_offset(buffer * BUF + padded(4 * chunk)),
-            )
-            chunk += THREADS
+        """Starts copying the tile's inputs into the buffer: one commit group
+        (empty past the last tile, so that the groups stay one per tile)."""
+        if tile < Int(tiles):
+            var src = input.unsafe_offset(tile * TILE_NT)
+            var chunk = tid
+            while chunk < SPAN_NT // 4:
+                async_copy[16](
+                    src.unsafe_offset(4 * chunk).unsafe_address_space_cast[AddressSpace.GLOBAL](),
+                    xs.unsafe_offset(buffer * BUF + padded(4 * chunk)),
+                )
+                chunk += THREADS
         async_copy_commit_group()
 
     var lane = tid % 32
     var q = lane % 4
     var r0 = 16 * (tid // 32) + lane // 4
     var r1 = r0 + 8
+    var stride = Int(grid_dim.x)
     var tile = Int(block_idx.x)
     if tile >= Int(tiles):
         return
-    copy_span(tile, 0)
+    comptime for b in range(BUFFERS - 1):
+        copy_span(tile + b * stride, b)
     var buffer = 0
-    while True:
-        barrier()  # every thread is done with the other buffer
-        var next_tile = tile + Int(grid_dim.x)
-        var more = next_tile < Int(tiles)
-        if more:
-            copy_span(next_tile, 1 - buffer)
+    while tile < Int(tiles):
+        comptime if BUFFERS == 2:
+            barrier()  # every thread is done with the other buffer
+            copy_span(tile + stride, 1 - buffer)
             async_copy_wait_group(1)
+            barrier()  # this tile's inputs, copied by every thread, are in place
         else:
-            async_copy_wait_all()
-        barrier()  # this tile's inputs, copied by every thread, are in place
+            async_copy_wait_group(Int32(BUFFERS - 2))  # this thread's copies for this tile are done
+            # Every thread's copies for this tile are in place, and every
+            # thread is done with the buffer of the tile before, which the
+            # copy below reuses.
+            barrier()
+            copy_span(tile + (BUFFERS - 1) * stride, (buffer + BUFFERS - 1) % BUFFERS)
         var x_at = buffer * BUF
         var parts = SIMD[DType.bfloat16, 256](0)
+        var d = SIMD[DType.float32, NT // 2](0)
         comptime for s in range(STEPS_NT):
             var c0 = 16 * s + 2 * q
             var v = SIMD[DType.float32, 8](0)
@@ -443,17 +481,27 @@ def wgmma_async_copy_kernel[NT: Int](
             v = v.insert[offset=2](xs.unsafe_load[width=2, alignment=8](x_at + padded(NT * r1 + c0)))
             v = v.insert[offset=4](xs.unsafe_load[width=2, alignment=8](x_at + padded(NT * r0 + c0 + 8)))
             v = v.insert[offset=6](xs.unsafe_load[width=2, alignment=8](x_at + padded(NT * r1 + c0 + 8)))
-            var sp = split3(v)
-            parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
-            parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
-            parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
-        var d = mma_tile[NT](parts, bs)
+            var sp = split3_packed(v) if packed else split3(v)
+            comptime if interleave:
+                wgmma_fence_aligned()
+                comptime for i in range(6):
+                    comptime pa = PRODUCTS[i][0]
+                    comptime pb = PRODUCTS[i][1]
+                    d = wgmma_async[
+                        64, NT, 16, DType.bfloat16, DType.float32, 8, NT // 2, a_type=DType.bfloat16, b_type=DType.bfloat16
+                    ](sp[pa], b_desc[NT](bs, pb, s), d)
+            else:
+                parts = parts.insert[offset = 8 * (0 * STEPS_NT + s)](sp[0])
+                parts = parts.insert[offset = 8 * (1 * STEPS_NT + s)](sp[1])
+                parts = parts.insert[offset = 8 * (2 * STEPS_NT + s)](sp[2])
+        comptime if interleave:
+            wgmma_commit_group_sync()
+        else:
+            d = mma_tile[NT](parts, bs)
         wgmma_wait_group_sync()
         store_tile[NT](output.unsafe_offset(tile * TILE_NT), r0, r1, q, d)
-        if not more:
-            break
-        tile = next_tile
-        buffer = 1 - buffer
+        tile += stride
+        buffer = (buffer + 1) % BUFFERS
 
 def main() raises:
     var ctx = DeviceContext()
@@ -518,11 +566,26 @@ def main() raises:
     ctx.synchronize()
     check("op (FFMA)", Float64(perf_counter_ns() - t0) / 1e3 / CALLS)
 
-    comptime for nt in [16, 32]:
-        for blocks_per_sm in [2, 4, 5, 8, 16]:
-            time_kernel[wgmma_async_copy_kernel[nt]](
-                "wgmma, D rows of " + String(nt) + ", inputs by cp.async a tile ahead,", 64 * nt, blocks_per_sm
+    if "best" in [String(a) for a in argv()]:
+        # One launch set of the fastest form only, for a profiler.
+        time_kernel[wgmma_async_copy_kernel[32, 3, True]]("wgmma, D rows of 32, 3 buffers, interleaved,", 64 * 32, 8)
+        return
+    comptime for buffers in [2, 3]:
+        for blocks_per_sm in [4, 8]:
+            time_kernel[wgmma_async_copy_kernel[32, buffers, True, True]](
+                "wgmma, D rows of 32, cp.async into " + String(buffers) + " buffers, interleaved, packed split,", 64 * 32, blocks_per_sm
             )
+    comptime for variant in range(4):
+        comptime buffers = 2 + variant % 2
+        comptime interleave = variant >= 2
+        comptime for nt in [16, 32]:
+            for blocks_per_sm in [4, 8]:
+                time_kernel[wgmma_async_copy_kernel[nt, buffers, interleave]](
+                    "wgmma, D rows of " + String(nt) + ", cp.async into " + String(buffers) + " buffers"
+                    + (", each step's MMAs issued once built," if interleave else ","), 64 * nt, blocks_per_sm
+                )
+    if "all" not in [String(a) for a in argv()]:
+        return
     comptime for nt in [16, 32]:
         for blocks_per_sm in [2, 4, 8]:
             time_kernel[wgmma_overlap_kernel[nt]](
