@@ -7,7 +7,8 @@ benchmark of record is bench_conv1d.py.
     mojo run -I solutions/p20 benchmarks/kernel_tuning.mojo --once K [window_k]
 
 The tiled kernel runs once per grid size given (default: 2 3 4 6 8 12),
-beside the window kernel where K allows it.
+beside the window kernel where K allows it, and beside the tensor-core
+kernel (op/tensor_cores.mojo) where the GPU and K allow it.
 With --once, it launches the op's kernel for K taps once and exits (for ncu).
 """
 
@@ -16,6 +17,7 @@ from std.sys import argv, size_of
 from std.time import perf_counter_ns
 from max.gpu.host import DeviceAttribute, DeviceContext
 from op.kernels import BLOCKS_PER_SM, K_CHUNK, SMALL_K, THREADS, TILE, WINDOW_K, correlate_gpu
+from op.tensor_cores import TC_MAX_K
 
 comptime N = 1 << 26
 comptime DT = DType.float32  # the data type timed (a variant may change it)
@@ -68,26 +70,37 @@ def main() raises:
 
     # K <= SMALL_K runs the short-kernel window; up to WINDOW_K, the window
     # kernel, timed against the tiled one (window_k=0) at each grid size; beyond,
-    # the tiled kernel. Each configuration is spot-checked against the host.
-    var ks = [4, 8, 16, 32, 64, 128, 256, 1500]
+    # the tiled kernel. Up to TC_MAX_K the tensor-core kernel (the op's choice,
+    # where it applies) runs first. Each configuration is spot-checked
+    # against the host.
+    var ks = [4, 8, 13, 16, 17, 18, 24, 32, 33, 40, 48, 49, 56, 64, 128, 256, 1500]
     for k in ks:
         var window_ks = List[Int]()
         var grids = List[Int]()
+        var tensor_cores = List[Bool]()
         if k <= SMALL_K:
             window_ks.append(WINDOW_K)
             grids.append(BLOCKS_PER_SM)
+            tensor_cores.append(False)
         else:
+            if k <= TC_MAX_K:
+                window_ks.append(-1)
+                grids.append(BLOCKS_PER_SM)
+                tensor_cores.append(True)
             if k <= WINDOW_K:
                 window_ks.append(WINDOW_K)
                 grids.append(BLOCKS_PER_SM)
+                tensor_cores.append(False)
             for g in tiled_grids:
                 window_ks.append(0)
                 grids.append(g)
+                tensor_cores.append(False)
         var line = "K=" + String(k) + " |"
         for c in range(len(grids)):
             var g = grids[c]
             var wk = window_ks[c]
-            correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
+            var tc = tensor_cores[c]
+            correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk, tensor_cores=tc)
             ctx.enqueue_copy(host_out, out_buf)
             ctx.synchronize()
             var worst = Float64(0)
@@ -100,9 +113,9 @@ def main() raises:
                 worst = max(worst, abs(Float64(host_out[i]) - want) / (1.0 + abs(want)))
             var t = perf_counter_ns()
             for _ in range(CALLS):
-                correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk)
+                correlate_gpu[DT](ctx, out, x, w, 1, N, k, 0, False, blocks_per_sm=g, window_k=wk, tensor_cores=tc)
             ctx.synchronize()
             var us = Float64(perf_counter_ns() - t) / 1e3 / CALLS
-            var label = ("window" if k > SMALL_K else "short") if wk > 0 else "tiled " + String(g) + "/SM"
+            var label = "op's choice" if tc else (("window" if k > SMALL_K else "short") if wk > 0 else "tiled " + String(g) + "/SM")
             line += " " + label + " " + String(Float64(Int(us * 10)) / 10.0) + " us (" + String(Int(100 * copy_us / us)) + "% of copy, err " + String(Float32(worst)) + ")"
         print(line)

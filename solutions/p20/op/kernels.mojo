@@ -24,6 +24,8 @@ from max.gpu.host import DeviceAttribute, DeviceContext
 from max.gpu.memory import AddressSpace
 from std.memory import stack_allocation
 
+from .tensor_cores import correlate_tensor_cores
+
 
 # Sums run in float32, or float64 for float64 data.
 comptime accum_type[dtype: DType] = DType.float64 if dtype == DType.float64 else DType.float32
@@ -441,13 +443,17 @@ def correlate_gpu[
     flip: Bool,
     blocks_per_sm: Int = BLOCKS_PER_SM,
     window_k: Int = -1,
+    tensor_cores: Bool = True,
 ) raises:
-    """Launches the window kernel for k <= window_k (one vector of outputs
-    per group up to SMALL_K); else correlate_gpu_kernel with blocks_per_sm
-    blocks per multiprocessor (or one per tile when there are fewer tiles).
-    window_k is window_k_limit[dtype]() unless given; tuning sets it (at most
-    WINDOW_K) to compare the kernels."""
+    """Launches the tensor-core kernel where it applies (float32 on Hopper,
+    see tensor_cores.mojo); else the window kernel for k <= window_k (one
+    vector of outputs per group up to SMALL_K); else correlate_gpu_kernel
+    with blocks_per_sm blocks per multiprocessor (or one per tile when there
+    are fewer tiles). window_k is window_k_limit[dtype]() unless given;
+    tuning sets it (at most WINDOW_K), and tensor_cores, to compare the kernels."""
     if rows == 0 or n == 0:
+        return
+    if tensor_cores and correlate_tensor_cores[dtype](ctx, output, input, kernel, rows, n, k, shift, flip):
         return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
     # multiple of the vector width (tile, chunk and thread starts are).
