@@ -34,6 +34,11 @@ def test_kernels_compile_for(target, suffix, tmp_path):
         # File names are cut short; match on the first 19 characters of the kernel's name.
         count = sum(kernel[:19] in name for name in files)
         assert count == shapes * DTYPES, f"{kernel}: {count} {suffix} files for {target}, expected {shapes * DTYPES}: {files}"
+    # The tensor-core kernel: float32 on Hopper only, one instantiation per
+    # count of 16-row steps (k = 33..64 needs 4, 5 or 6), each issuing warpgroup MMAs.
+    tensor_core = [tmp_path / name for name in files if "tensor_cores_correlate" in name]
+    assert len(tensor_core) == (3 if target == "sm_90" else 0), files
+    assert all("wgmma.mma_async.sync.aligned.m64n32k16" in p.read_text() for p in tensor_core)
 
 
 def test_wgmma_probe_compiles_for_sm90a(tmp_path):

@@ -46,7 +46,7 @@ from .kernels import split_tile
 comptime TC_THREADS = 128  # one warpgroup
 comptime TC_ROW = 32  # outputs per row of D: MMAs of shape m64 n32 k16
 comptime TC_TILE = 64 * TC_ROW  # outputs per tile
-comptime TC_MIN_K = 13  # below, the window kernels are faster
+comptime TC_MIN_K = 33  # below, no faster than the other kernels (logs/h200/2026-11-29_0421_tune_tensor_cores.log)
 comptime TC_MAX_K = 64  # B then has at most TC_STEPS steps of 16 rows
 comptime TC_STEPS = ceildiv(TC_MAX_K + TC_ROW - 1, 16)
 comptime TC_SPAN = TC_TILE + 16 * TC_STEPS  # inputs a tile reads
@@ -178,19 +178,31 @@ def correlate_tensor_core_kernel[
             var row_col = split_tile(tile, tiles_per_row, total_tiles)
             var x_row = input.unsafe_offset(row_col[0] * N)
             var start = row_col[1] * TC_TILE - S
-            var chunk = tid
-            while chunk < TC_SPAN // 4:
-                var src = start + 4 * chunk
-                var dst = xs.unsafe_offset(buffer * TC_BUFFER + padded(4 * chunk))
-                if src >= 0 and src + 4 <= N:
-                    async_copy[16](x_row.unsafe_offset(src).unsafe_address_space_cast[AddressSpace.GLOBAL](), dst)
-                else:
-                    var v = SIMD[DType.float32, 4](0)
-                    comptime for h in range(4):
-                        if src + h >= 0 and src + h < N:
-                            v[h] = x_row.unsafe_load(src + h)
-                    dst.unsafe_store[alignment=16](0, v)
-                chunk += TC_THREADS
+            var src_tile = x_row.unsafe_offset(start)
+            var dst_buffer = xs.unsafe_offset(buffer * TC_BUFFER)
+            if start >= 0 and start + TC_SPAN <= N:
+                # The whole span inside the row (most tiles): no checks.
+                comptime for c in range(ceildiv(TC_SPAN // 4, TC_THREADS)):
+                    var chunk = tid + c * TC_THREADS
+                    if c * TC_THREADS + TC_THREADS <= TC_SPAN // 4 or chunk < TC_SPAN // 4:
+                        async_copy[16](
+                            src_tile.unsafe_offset(4 * chunk).unsafe_address_space_cast[AddressSpace.GLOBAL](),
+                            dst_buffer.unsafe_offset(padded(4 * chunk)),
+                        )
+            else:
+                var chunk = tid
+                while chunk < TC_SPAN // 4:
+                    var src = start + 4 * chunk
+                    var dst = dst_buffer.unsafe_offset(padded(4 * chunk))
+                    if src >= 0 and src + 4 <= N:
+                        async_copy[16](x_row.unsafe_offset(src).unsafe_address_space_cast[AddressSpace.GLOBAL](), dst)
+                    else:
+                        var v = SIMD[DType.float32, 4](0)
+                        comptime for h in range(4):
+                            if src + h >= 0 and src + h < N:
+                                v[h] = x_row.unsafe_load(src + h)
+                        dst.unsafe_store[alignment=16](0, v)
+                    chunk += TC_THREADS
         async_copy_commit_group()
 
     # This thread's place in the fragments: rows r0 and r1 of D, pair q of columns.
@@ -210,22 +222,21 @@ def correlate_tensor_core_kernel[
         var x_at = buffer * TC_BUFFER
         var d = SIMD[DType.float32, TC_ROW // 2](0)
         comptime for s in range(steps):
-            if True:
-                var c0 = 16 * s + 2 * q
-                var v = SIMD[DType.float32, 8](0)
-                v = v.insert[offset=0](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r0 + c0)))
-                v = v.insert[offset=2](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r1 + c0)))
-                v = v.insert[offset=4](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r0 + c0 + 8)))
-                v = v.insert[offset=6](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r1 + c0 + 8)))
-                var a = split3(v)
-                wgmma_fence_aligned()
-                comptime for i in range(6):
-                    comptime pa = PRODUCTS[i][0]
-                    comptime pb = PRODUCTS[i][1]
-                    d = wgmma_async[
-                        64, TC_ROW, 16, DType.bfloat16, DType.float32, 8, TC_ROW // 2,
-                        a_type=DType.bfloat16, b_type=DType.bfloat16,
-                    ](a[pa], b_descriptor(bs, pb, s), d)
+            var c0 = 16 * s + 2 * q
+            var v = SIMD[DType.float32, 8](0)
+            v = v.insert[offset=0](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r0 + c0)))
+            v = v.insert[offset=2](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r1 + c0)))
+            v = v.insert[offset=4](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r0 + c0 + 8)))
+            v = v.insert[offset=6](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r1 + c0 + 8)))
+            var a = split3(v)
+            wgmma_fence_aligned()
+            comptime for i in range(6):
+                comptime pa = PRODUCTS[i][0]
+                comptime pb = PRODUCTS[i][1]
+                d = wgmma_async[
+                    64, TC_ROW, 16, DType.bfloat16, DType.float32, 8, TC_ROW // 2,
+                    a_type=DType.bfloat16, b_type=DType.bfloat16,
+                ](a[pa], b_descriptor(bs, pb, s), d)
         wgmma_commit_group_sync()
         wgmma_wait_group_sync()
 
@@ -233,24 +244,22 @@ def correlate_tensor_core_kernel[
         var o_row = output.unsafe_offset(row_col[0] * N)
         var base = row_col[1] * TC_TILE
         # Accumulator 4 j + 2 h + l is D[r0 + 8 h, 8 j + 2 q + l].
-        var whole = base + TC_TILE <= N
+        var o_thread = o_row.unsafe_offset(base + TC_ROW * r0 + 2 * q)
         var all_finite = isfinite(d.reduce_add())
-        comptime for j in range(TC_ROW // 8):
-            comptime for h in range(2):
-                var i = base + TC_ROW * (r0 + 8 * h) + 8 * j + 2 * q
-                var pair = d.slice[2, offset = 4 * j + 2 * h]()
-                if whole:
-                    o_row.unsafe_store[alignment=8](i, pair)
-                else:
-                    if i < N:
-                        o_row.unsafe_store(i, pair[0])
-                    if i + 1 < N:
-                        o_row.unsafe_store(i + 1, pair[1])
+        if base + TC_TILE <= N:
+            comptime for j in range(TC_ROW // 8):
+                comptime for h in range(2):
+                    o_thread.unsafe_store[alignment=8](TC_ROW * 8 * h + 8 * j, d.slice[2, offset = 4 * j + 2 * h]())
+        else:
+            comptime for a in range(TC_ROW // 2):
+                comptime at = TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
+                if base + TC_ROW * r0 + 2 * q + at < N:
+                    o_thread.unsafe_store(at, d[a])
         if not all_finite:
             # Rare: read this thread's outputs back and redo the non-finite ones.
             var x_row = input.unsafe_offset(row_col[0] * N)
             for a in range(TC_ROW // 2):
-                var i = base + TC_ROW * (r0 + 8 * ((a // 2) % 2)) + 8 * (a // 4) + 2 * q + a % 2
+                var i = base + TC_ROW * r0 + 2 * q + TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
                 if i < N and not isfinite(o_row.unsafe_load(i)):
                     o_row.unsafe_store(i, correlate_one(x_row, kernel, i, N, K, S, flipped))
         tile += stride
@@ -280,7 +289,7 @@ def correlate_tensor_cores[
             return False
         var steps = ceildiv(k + TC_ROW - 1, 16)
         var grid = min(rows * ceildiv(n, TC_TILE), ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT) * TC_BLOCKS_PER_SM)
-        comptime for s in range(3, TC_STEPS + 1):
+        comptime for s in range(ceildiv(TC_MIN_K + TC_ROW - 1, 16), TC_STEPS + 1):
             if steps == s:
                 ctx.enqueue_function[correlate_tensor_core_kernel[s]](
                     rebind[F32Ptr](output), rebind[F32Ptr](input), rebind[F32Ptr](kernel),
