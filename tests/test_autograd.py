@@ -33,7 +33,7 @@ def test_gradcheck_float64(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize(("shape", "k"), [((50,), 3), ((4, 3000), 64), ((2, 10), 25), ((3, 4100), 17)])  # the last: tensor cores both ways on Hopper
+@pytest.mark.parametrize(("shape", "k"), [((50,), 3), ((4, 3000), 64), ((2, 10), 25), ((3, 4100), 33)])  # the last: tensor cores both ways on Hopper (shift 32)
 def test_gradients_match_torch(shape, k, device):
     x = random(shape, device, seed=7, requires_grad=True)
     w = random(k, device, seed=8, requires_grad=True)

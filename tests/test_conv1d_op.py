@@ -57,13 +57,13 @@ def test_random_shapes(device, n, k, rows, seed):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("rows", "n"), [(1, 3 * 2048 + 5), (3, 4096), (2, 2 * 2048 + 100), (4, 12)])
-@pytest.mark.parametrize("k", [13, 18, 34, 50, 64])
+@pytest.mark.parametrize("k", [32, 33, 34, 49, 50, 64])
 def test_tensor_core_tiles(rows, n, k, device):
-    """float32 with 13 to 64 taps runs on the tensor cores of a Hopper GPU
-    (op/tensor_cores.mojo), one kernel per 16 rows of the taps' matrix (k =
-    13, 18, 34 and 50 each start one): tiles of 2048 outputs that end inside
-    a row, several rows, and rows shorter than a tile. Elsewhere the same
-    cases run on the other kernels."""
+    """float32 with 33 to 64 taps runs on the tensor cores of a Hopper GPU
+    (op/tensor_cores.mojo), one kernel per count of 16-row steps of the taps'
+    matrix (k = 33, 34 and 50 each start one; 32 is the last below): tiles of
+    2048 outputs that end inside a row, several rows, and rows shorter than
+    a tile. Elsewhere the same cases run on the other kernels."""
     x = random((rows, n), device, seed=n + k)
     w = random(k, device, seed=k)
     assert_close(conv1d(x, w), x, w)
