@@ -1,7 +1,8 @@
 """Kernels of the conv1d ops, shared by every op: two GPU kernels (register
 windows passed between lanes, for kernels of up to window_k_limit() taps;
 shared-memory tiles for longer ones), their gradient-for-the-kernel reduction, and the CPU
-versions.
+versions. correlate_gpu first offers the work to tensor_cores.mojo (float32,
+33 to 64 taps, Hopper GPUs).
 
 Every op in this package computes, for each row r and each i in [0, n):
 
