@@ -2,6 +2,8 @@
 torch.compile, determinism, threads and clear errors on bad input."""
 
 import importlib.util
+import subprocess
+import sys
 import threading
 import time
 
@@ -180,6 +182,17 @@ def test_calls_from_many_threads(device):
     assert not errors, errors
     for got, want in zip(results, expected):
         assert torch.equal(got, want)
+
+
+def test_cpu_path_leaves_child_processes_alone():
+    """The CPU path loads a Mojo extension, whose Python interop sets
+    PYTHONEXECUTABLE and PYTHONPATH in the C environment; ops.py undoes that,
+    or a Python started from this process would start outside the venv."""
+    conv1d(random(100, "cpu"), random(4, "cpu"))
+    child = subprocess.run([sys.executable, "-c", "import sys, torch; print(sys.prefix)"],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.strip() == sys.prefix
 
 
 def test_non_contiguous_input_is_handled():

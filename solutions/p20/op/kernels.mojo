@@ -637,6 +637,11 @@ def grad_kernel_gpu[
 # ===----------------------------------------------------------------------=== #
 
 comptime CPU_CHUNK = 65536  # outputs per parallel work item: fewer, larger items cost the thread pool less
+# Up to this many taps a call is memory-bound and runs on the calling thread:
+# on a 2-core machine it was faster there (K = 4: 1.1-1.2 ms against 1.8-7.9 ms
+# on MAX's two workers, which then compete with PyTorch's spinning OpenMP
+# threads; logs/cpu/2026-11-29_0512_cpu_serial_small_k.log).
+comptime CPU_SERIAL_MAX_K = 8
 comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are written with streaming stores
 
 
@@ -705,7 +710,11 @@ def correlate_cpu[
                 out.unsafe_store(i, sum.cast[dtype]())
                 i += 1
 
-    sync_parallelize(work, rows * chunks_per_row)
+    if k <= CPU_SERIAL_MAX_K:
+        for item in range(rows * chunks_per_row):
+            work(item)
+    else:
+        sync_parallelize(work, rows * chunks_per_row)
     _ = tap_list^
 
 
