@@ -640,7 +640,7 @@ comptime CPU_CHUNK = 65536  # outputs per parallel work item: fewer, larger item
 # Up to this many taps a call is memory-bound and runs on the calling thread:
 # on a 2-core machine it was faster there (K = 4: 1.1-1.2 ms against 1.8-7.9 ms
 # on MAX's two workers, which then compete with PyTorch's spinning OpenMP
-# threads; logs/cpu/2026-11-29_0512_cpu_serial_small_k.log).
+# threads; logs/cpu/2026-11-29_0458_cpu_serial_small_k.log).
 comptime CPU_SERIAL_MAX_K = 8
 comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are written with streaming stores
 
@@ -660,7 +660,9 @@ def correlate_cpu[
     """The same sum as the GPU kernel. The interior of each row, where the
     whole window lies inside the row, runs BLOCK outputs at a time (several
     SIMD registers, one broadcast tap per step) with no bounds checks; the
-    few outputs near the ends run one by one."""
+    few outputs near the ends run one by one. Work items of CPU_CHUNK outputs
+    go to MAX's thread pool, or, up to CPU_SERIAL_MAX_K taps, run on the
+    calling thread."""
     comptime acc = accum_type[dtype]
     comptime W = simd_width_of[acc]()
     comptime BLOCK = 4 * W
