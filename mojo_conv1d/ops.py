@@ -123,6 +123,7 @@ def _cpu_ops_module() -> ModuleType:
                 else:
                     subprocess_run_mojo(build, capture_output=True, check=True, text=True)
             except subprocess.CalledProcessError as error:
+                partial.unlink(missing_ok=True)
                 raise RuntimeError(f"conv1d: building {CPU_OPS_SOURCE.name} failed:\n{error.stderr}") from error
             os.replace(partial, library)  # atomic: another process sees the whole file or none
         spec = importlib.util.spec_from_file_location("cpu_ops", library)

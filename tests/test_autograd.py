@@ -195,6 +195,19 @@ def test_cpu_path_leaves_child_processes_alone():
     assert child.stdout.strip() == sys.prefix
 
 
+def test_a_failed_cpu_build_raises_a_clear_error(tmp_path, monkeypatch):
+    """If cpu_ops.mojo does not compile, the first CPU call says so, with the
+    compiler's message, instead of failing somewhere inside the import."""
+    broken = tmp_path / "cpu_ops.mojo"
+    broken.write_text("def PyInit_cpu_ops() -> Int:\n    return undefined_name\n")
+    monkeypatch.setattr(ops, "CPU_OPS_SOURCE", broken)
+    monkeypatch.setattr(ops, "CPU_OPS_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(ops, "_cpu_ops", None)
+    with pytest.raises(RuntimeError, match="building cpu_ops.mojo failed(.|\n)*undefined_name"):
+        ops._cpu_ops_module()
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-built is left behind
+
+
 def test_non_contiguous_input_is_handled():
     x = random((64, 30), "cpu", seed=17).t()  # (30, 64), strided
     w = random(5, "cpu", seed=18)
