@@ -50,8 +50,10 @@ from max.gpu.memory import (
     async_copy_wait_group,
     fence_async_view_proxy,
 )
-from std.memory import bitcast, stack_allocation
+from std.memory import stack_allocation
 from op.kernels import correlate_gpu
+# The op's tensor-core kernel grew out of this probe; these two are shared.
+from op.tensor_cores import padded, split3 as split3_packed
 
 comptime N = 1 << 26
 comptime PAD = 128  # zeros after the row, so the last tile reads no bounds
@@ -80,27 +82,6 @@ def split3[width: SIMDLength, //](v: SIMD[DType.float32, width]) -> Tuple[
     var r1 = v - h0.cast[DType.float32]()
     var h1 = r1.cast[DType.bfloat16]()
     var h2 = (r1 - h1.cast[DType.float32]()).cast[DType.bfloat16]()
-    return (h0, h1, h2)
-
-
-@always_inline
-def widen_pairs[width: SIMDLength, //](h: SIMD[DType.bfloat16, width]) -> SIMD[DType.float32, width]:
-    """h in float32, two values per 32-bit word at a time: the low half
-    shifted up, the high half masked in place (no conversions)."""
-    var u = bitcast[DType.uint32, width // 2](h)
-    return bitcast[DType.float32, width]((u << 16).interleave(u & 0xFFFF0000))
-
-
-@always_inline
-def split3_packed[width: SIMDLength, //](v: SIMD[DType.float32, width]) -> Tuple[
-    SIMD[DType.bfloat16, width], SIMD[DType.bfloat16, width], SIMD[DType.bfloat16, width]
-]:
-    """split3, with each pair of values converted by one instruction
-    (cvt.rn.bf16x2.f32) and widened back by a shift and a mask."""
-    var h0 = v.cast[DType.bfloat16]()
-    var r1 = v - widen_pairs(h0)
-    var h1 = r1.cast[DType.bfloat16]()
-    var h2 = (r1 - widen_pairs(h1)).cast[DType.bfloat16]()
     return (h0, h1, h2)
 
 
@@ -399,13 +380,6 @@ def wgmma_overlap_kernel[NT: Int](
         if tile_a >= Int(tiles):
             break
         tile = tile_a
-
-
-@always_inline
-def padded(i: Int) -> Int:
-    """Shared-memory slot of staged input i: 8 unused slots after every 32, so
-    that the 8-byte fragment reads of rows 32 apart hit different banks."""
-    return i + (i >> 5) * 8
 
 
 def wgmma_async_copy_kernel[NT: Int, BUFFERS: Int = 2, interleave: Bool = False, packed: Bool = False](

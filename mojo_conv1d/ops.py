@@ -61,7 +61,9 @@ def _model(name: str, dtype: torch.dtype, device: torch.device) -> Model:
     """The Mojo op `name` in a one-node MAX graph, compiled once per process for
     this dtype and device. Its sizes are symbolic, so a new length costs
     nothing, and the op writes straight into the output buffer passed to it
-    (an in-place custom op: no copy of the result afterwards)."""
+    (an in-place custom op: no copy of the result afterwards). The op uses it
+    on CUDA; on the CPU only benchmarks/call_overhead.py still builds one, to
+    time MAX's `execute` beside the op's cpu_ops path."""
     key = (name, dtype, device)
     if (model := _models.get(key)) is not None:
         return model
