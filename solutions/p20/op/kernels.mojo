@@ -638,9 +638,10 @@ def grad_kernel_gpu[
 
 comptime CPU_CHUNK = 65536  # outputs per parallel work item: fewer, larger items cost the thread pool less
 # Up to this many taps a call is memory-bound and runs on the calling thread:
-# on a 2-core machine it was faster there (K = 4: 1.1-1.2 ms against 1.8-7.9 ms
-# on MAX's two workers, which then compete with PyTorch's spinning OpenMP
-# threads; logs/cpu/2026-11-29_0458_cpu_serial_small_k.log).
+# on a 2-core machine it was faster there (K = 4: 1.13-1.18 ms against
+# 1.78-3.68 ms on MAX's two workers when neither ran right after a PyTorch
+# copy_, whose spinning OpenMP threads then compete with the workers;
+# logs/cpu/2026-11-29_0458_cpu_serial_small_k.log).
 comptime CPU_SERIAL_MAX_K = 8
 comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are written with streaming stores
 
