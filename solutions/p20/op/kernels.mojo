@@ -454,13 +454,13 @@ def correlate_gpu[
     tuning sets it (at most WINDOW_K), and tensor_cores, to compare the kernels."""
     if rows == 0 or n == 0:
         return
-    if tensor_cores and correlate_tensor_cores[dtype](ctx, output, input, kernel, rows, n, k, shift, flip):
-        return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
     # multiple of the vector width (tile, chunk and thread starts are).
     comptime VW = 16 // size_of[dtype]()
     var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
+    if tensor_cores and correlate_tensor_cores[dtype](ctx, output, input, kernel, rows, n, k, shift, flip, vector_io):
+        return
     var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
     if k <= SMALL_K:
         comptime small = correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]

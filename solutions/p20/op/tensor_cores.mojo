@@ -278,14 +278,16 @@ def correlate_tensor_cores[
     k: Int,
     shift: Int,
     flip: Bool,
+    vector_io: Bool,
 ) raises -> Bool:
     """Launches correlate_tensor_core_kernel and returns True where it applies:
     float32, a Hopper GPU (the kernels' compile target is sm_90a),
-    TC_MIN_K <= k <= TC_MAX_K, 16-byte aligned rows and shift % 4 == 0.
-    Returns False, launching nothing, anywhere else."""
+    TC_MIN_K <= k <= TC_MAX_K, and vector_io as correlate_gpu computes it
+    (16-byte aligned rows; for float32, n and shift multiples of 4 as well).
+    Returns False, launching nothing, anywhere else. correlate_gpu has
+    returned before calling it for an empty input."""
     comptime if dtype == DType.float32 and DeviceContext.default_device_info.version == "sm_90a":
-        var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0 and (rows == 1 or n % 4 == 0) and shift % 4 == 0
-        if rows == 0 or n == 0 or not aligned or k < TC_MIN_K or k > TC_MAX_K:
+        if not vector_io or k < TC_MIN_K or k > TC_MAX_K:
             return False
         var steps = ceildiv(k + TC_ROW - 1, 16)
         var grid = min(rows * ceildiv(n, TC_TILE), ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT) * TC_BLOCKS_PER_SM)
