@@ -1,4 +1,4 @@
-"""A trainable PyTorch conv1d operator whose kernels are Mojo (solutions/p20/op)."""
+"""A trainable PyTorch conv1d operator whose kernels are Mojo (mojo_conv1d/kernels)."""
 
 from .ops import SUPPORTED_DTYPES, conv1d
 

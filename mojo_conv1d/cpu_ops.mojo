@@ -2,7 +2,7 @@
 the kernel directly instead of through a MAX graph (`model.execute` cost
 about a millisecond more per call at N = 2^22 on a 2-core machine:
 docs/kernel_tuning.md, "The CPU at K = 4"). ops.py builds it on first use
-with `mojo build --emit shared-lib -I solutions/p20` and calls it with the
+with `mojo build --emit shared-lib -I mojo_conv1d` and calls it with the
 tensors' addresses; it checks nothing, ops.py does.
 """
 
@@ -10,7 +10,7 @@ from std.os import abort
 from std.python import PythonObject
 from std.python.bindings import PythonModuleBuilder
 
-from op.kernels import correlate_cpu, grad_kernel_cpu
+from kernels.kernels import correlate_cpu, grad_kernel_cpu
 
 # The dtype codes ops.py passes, in this order.
 comptime DTYPES = [DType.float16, DType.bfloat16, DType.float32, DType.float64]

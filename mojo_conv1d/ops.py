@@ -34,7 +34,7 @@ from max.engine import InferenceSession, Model
 from max.experimental.torch.torch import torch_dtype_to_max
 from max.graph import BufferType, DeviceRef, Graph, KernelLibrary, TensorType, ops
 
-OP_PACKAGE = Path(__file__).resolve().parents[1] / "solutions" / "p20" / "op"
+OP_PACKAGE = Path(__file__).resolve().parent / "kernels"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # Each Mojo op takes (output, *inputs) and writes its result into the output

@@ -24,7 +24,7 @@ def mojo() -> str:
 @pytest.mark.parametrize(("target", "suffix"), [("sm_90", ".ptx"), ("gfx942", ".amdgcn")])
 def test_kernels_compile_for(target, suffix, tmp_path):
     result = subprocess.run(
-        [mojo(), "build", "-I", str(REPO / "solutions" / "p20"), "--target-accelerator", target,
+        [mojo(), "build", "-I", str(REPO / "mojo_conv1d"), "--target-accelerator", target,
          "--emit", "asm", str(HARNESS), "-o", str(tmp_path / "kernels.s")],
         capture_output=True, text=True, timeout=600,
     )
@@ -47,7 +47,7 @@ def test_wgmma_probe_compiles_for_sm90a(tmp_path):
     sm_90a and no AMD target)."""
     probe = REPO / "benchmarks" / "wgmma_probe.mojo"
     result = subprocess.run(
-        [mojo(), "build", "-I", str(REPO / "solutions" / "p20"), "--target-accelerator", "sm_90a",
+        [mojo(), "build", "-I", str(REPO / "mojo_conv1d"), "--target-accelerator", "sm_90a",
          "--emit", "asm", str(probe), "-o", str(tmp_path / "probe.s")],
         capture_output=True, text=True, timeout=600,
     )

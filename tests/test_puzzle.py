@@ -64,7 +64,7 @@ def test_problem_differs_from_solution_only_in_the_fill_in_line():
     assert FILL_IN.sub("", problem) == FILL_IN.sub("", answer)
     assert "fill_in_here(" in problem_region.group(1)
     assert "fill_in_here(" not in answer_region.group(1)
-    assert (REPO / "problems/p20/op").resolve() == (REPO / "solutions/p20/op").resolve()
+    assert (REPO / "problems/p20/op").resolve() == (REPO / "solutions/p20/op").resolve() == REPO / "mojo_conv1d/kernels"
 
 
 def test_unsolved_run_says_where_to_fill_in():
