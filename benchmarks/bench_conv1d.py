@@ -35,8 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mojo_conv1d import conv1d, ops  # noqa: E402
+from mojo_conv1d import conv1d, ops
 
 KERNEL_SIZES = (4, 16, 64, 256)
 

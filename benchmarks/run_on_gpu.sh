@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# What we run on the lent H200 (see ../shared/gpu/README.md for staging MAX):
-#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh tests|bench|sanitize|overhead|capture|tune [args]
-# Each step writes a log that starts with the command, the date and the GPU,
-# into $OUT (the device tool brings it back) or logs/ when $OUT is unset;
-# TAG names a second run of the same step, so that it does not overwrite the first.
+# The GPU checks of record, run from a checkout on a machine with a CUDA GPU
+# and the dependencies (torch, max, mojo) installed:
+#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh tests|sanitize|bench [args]
+#   tests     the CUDA half of the suite (the CPU half runs in CI)
+#   sanitize  compute-sanitizer memcheck and racecheck over tests that run every GPU kernel
+#   bench     benchmarks/bench_conv1d.py: CSV, plot and per-call CSV beside the log
+# Each step writes a log that starts with the command, the date, the commit
+# and the GPU, into $OUT when it is set, else into logs/; TAG names a second
+# run of the same step, so that it does not overwrite the first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The op from this checkout, whether or not it is installed (a machine where
+# nothing can be installed runs it from here).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 out=${OUT:-logs}
 mkdir -p "$out"
 step=$1
@@ -15,7 +22,7 @@ log="$out/h200_${name}.log"
 {
   echo "\$ bash benchmarks/run_on_gpu.sh $step $*"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  # No git on the device machine: the caller passes the commit it sent.
+  # A copied tree has no git: the caller passes the commit it sent.
   echo "commit: ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import torch, max; print("torch", torch.__version__, "| max", getattr(max, "__version__", "?"))'
@@ -37,17 +44,6 @@ case "$step" in
         python3 -m pytest -q -p no:cacheprovider tests/test_conv1d_op.py tests/test_autograd.py \
           -k "cuda and (2049 or seed or longer or gradients_match)" "$@" 2>&1 | tail -15 | tee -a "$log"
     done
-    ;;
-  overhead)
-    python3 benchmarks/call_overhead.py --device cuda "$@" 2>&1 | tee -a "$log"
-    ;;
-  capture)
-    python3 benchmarks/cuda_graph_capture.py "$@" 2>&1 | tee -a "$log"
-    ;;
-  tune)
-    # Through the mojo wheel's launcher, which points the compiler at its libraries.
-    python3 -c 'import sys; from mojo.run import subprocess_run_mojo as mojo; sys.exit(mojo(sys.argv[1:]).returncode)' \
-      run -I solutions/p20 benchmarks/kernel_tuning.mojo "$@" 2>&1 | tee -a "$log"
     ;;
   *)
     echo "unknown step $step" >&2
