@@ -1,6 +1,6 @@
 """The op's CPU kernels as a Python extension module, so that a CPU call runs
-the kernel directly instead of through a MAX graph (`model.execute` cost
-about a millisecond more per call at N = 2^22 on a 2-core machine:
+the kernel directly instead of through a MAX graph (`model.execute` adds a
+per-call cost that dominates at small K on a 2-core machine:
 docs/kernel_tuning.md, "The CPU at K = 4"). ops.py builds it on first use
 with `mojo build --emit shared-lib -I mojo_conv1d` and calls it with the
 tensors' addresses; it checks nothing, ops.py does.
@@ -10,7 +10,7 @@ from std.os import abort
 from std.python import PythonObject
 from std.python.bindings import PythonModuleBuilder
 
-from kernels.kernels import correlate_cpu, grad_kernel_cpu
+from kernels.cpu import correlate_cpu, grad_kernel_cpu
 
 # The dtype codes ops.py passes, in this order.
 comptime DTYPES = [DType.float16, DType.bfloat16, DType.float32, DType.float64]
@@ -22,11 +22,11 @@ def PyInit_cpu_ops() -> PythonObject:
         var module = PythonModuleBuilder("cpu_ops")
         module.def_function[correlate](
             "correlate",
-            docstring="correlate(dtype_code, out, input, kernel, rows, n, k, shift, flip): kernels.mojo's correlate_cpu",
+            docstring="correlate(dtype_code, out, input, kernel, rows, n, k, shift, flip): kernels/cpu.mojo's correlate_cpu",
         )
         module.def_function[grad_kernel](
             "grad_kernel",
-            docstring="grad_kernel(dtype_code, grad_kernel, grad_output, input, rows, n, k): kernels.mojo's grad_kernel_cpu",
+            docstring="grad_kernel(dtype_code, grad_kernel, grad_output, input, rows, n, k): kernels/cpu.mojo's grad_kernel_cpu",
         )
         return module.finalize()
     except e:

@@ -2,6 +2,7 @@
 (gfx942) on this GPU-less machine: `mojo build --emit asm` writes one
 assembly file per kernel instantiation beside its output."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -12,8 +13,26 @@ from conftest import REPO
 
 HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels.mojo"
 DTYPES = 4  # the harness instantiates each kernel for f32, f16, bf16 and f64
-# Instantiations per dtype: the window kernel has two shapes (short kernels, and up to WINDOW_K taps).
-KERNELS = {"correlate_gpu_kernel": 1, "correlate_window_gpu_kernel": 2, "grad_kernel_partials_kernel": 1, "grad_kernel_reduce_kernel": 1}
+# (module, kernel): (instantiations per dtype, parameters). The window kernel
+# has two shapes (short kernels, and up to WINDOW_K taps).
+KERNELS = {
+    ("tiled", "correlate_gpu_kernel"): (1, 9),
+    ("window", "correlate_window_gpu_kernel"): (2, 9),
+    ("grad_kernel", "grad_kernel_partials_kernel"): (1, 7),
+    ("grad_kernel", "grad_kernel_reduce_kernel"): (1, 4),
+}
+# A kernel's symbol is `kernels_<module>_<kernel>` cut to this many characters,
+# then a hash; each file is named after the output, "_" and the symbol.
+SYMBOL_PREFIX = 30
+
+
+def parameters(path: Path) -> int:
+    """The kernel's parameter count: from its .entry in PTX, from the
+    explicit arguments of its metadata in AMDGCN."""
+    text = path.read_text()
+    if path.suffix == ".ptx":
+        return re.search(r"\.entry\s+\S+\((.*?)\)", text, re.S).group(1).count(".param ")
+    return len(re.findall(r"\.value_kind:\s+(?:global_buffer|by_value)\b", text))
 
 
 def mojo() -> str:
@@ -30,30 +49,16 @@ def test_kernels_compile_for(target, suffix, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     files = sorted(p.name for p in tmp_path.glob(f"*{suffix}"))
-    for kernel, shapes in KERNELS.items():
-        # File names are cut short; match on the first 19 characters of the kernel's name.
-        count = sum(kernel[:19] in name for name in files)
+    for (module, kernel), (shapes, params) in KERNELS.items():
+        # Symbols are cut short, so grad_kernel.mojo's two kernels share a
+        # prefix: their parameter counts tell them apart.
+        prefix = f"kernels_{module}_{kernel}"[:SYMBOL_PREFIX]
+        count = sum(prefix in name and parameters(tmp_path / name) == params for name in files)
         assert count == shapes * DTYPES, f"{kernel}: {count} {suffix} files for {target}, expected {shapes * DTYPES}: {files}"
     # The tensor-core kernel: float32 on Hopper only, one instantiation per
     # count of 16-row steps (k = 33..64 needs 4, 5 or 6), each issuing warpgroup MMAs.
     tensor_core = [tmp_path / name for name in files if "tensor_cores_correlate" in name]
     assert len(tensor_core) == (3 if target == "sm_90" else 0), files
     assert all("wgmma.mma_async.sync.aligned.m64n32k16" in p.read_text() for p in tensor_core)
-
-
-def test_wgmma_probe_compiles_for_sm90a(tmp_path):
-    """benchmarks/wgmma_probe.mojo, which docs/kernel_tuning.md cites, still
-    builds for the H200 and still issues warpgroup MMAs (Hopper only, so
-    sm_90a and no AMD target)."""
-    probe = REPO / "benchmarks" / "wgmma_probe.mojo"
-    result = subprocess.run(
-        [mojo(), "build", "-I", str(REPO / "mojo_conv1d"), "--target-accelerator", "sm_90a",
-         "--emit", "asm", str(probe), "-o", str(tmp_path / "probe.s")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    ptx = [p for p in tmp_path.glob("*.ptx") if "wgmma" in p.name]
-    assert ptx, sorted(p.name for p in tmp_path.glob("*"))
-    # Every kernel of the probe issues them but one: mode 2 times building A alone.
-    without = [p.name for p in ptx if "wgmma.mma_async.sync.aligned" not in p.read_text()]
-    assert len(ptx) >= 2 and len(without) == 1, without
+    # Nothing else: every file is one of the kernels above.
+    assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * DTYPES + len(tensor_core), files

@@ -4,7 +4,8 @@
 Python as `ops.conv1d[{"input_size": N, "conv_size": K}]`. The other three ops
 back the trainable PyTorch operator (`mojo_conv1d`): their sizes are read at
 run time, so one compiled graph serves every length. All of them run the same
-kernels from kernels.mojo.
+kernels: gpu.mojo's correlate_gpu and grad_kernel_gpu, cpu.mojo's correlate_cpu
+and grad_kernel_cpu.
 """
 
 import extensibility
@@ -12,7 +13,8 @@ from extensibility import InputTensor, IOSpec, ManagedTensorSlice, OutputTensor
 from extensibility.managed_tensor_slice import IO
 from max.gpu.host import DeviceContext
 
-from .kernels import correlate_cpu, correlate_gpu, grad_kernel_cpu, grad_kernel_gpu
+from .cpu import correlate_cpu, grad_kernel_cpu
+from .gpu import correlate_gpu, grad_kernel_gpu
 
 
 comptime Ptr[dtype: DType] = Pointer[Scalar[dtype], MutAnyOrigin]

@@ -2,7 +2,8 @@
 TC_MIN_K to TC_MAX_K taps: the op's fastest path there on the H200
 (docs/kernel_tuning.md, "Tensor cores in the op").
 
-A tile of TC_TILE outputs of one row is a matrix product D = A B:
+A tile of TC_TILE outputs of one row of the sum (common.mojo's docstring) is
+a matrix product D = A B:
 
     D[m, c] = out[TC_ROW m + c]            m < 64, c < TC_ROW
     A[m, t] = x[TC_ROW m + t - shift]      the inputs, a Hankel matrix (registers)
@@ -12,8 +13,8 @@ over t < 16 * steps, steps = ceil((k + TC_ROW - 1) / 16). The tensor cores
 multiply bfloat16, so each float32 value is split into three bfloat16 parts
 (x = x0 + x1 + x2, each the rounding of what the parts before it left), and
 the six products of parts whose weights reach 2^-16 are summed in float32:
-the error stays near float32's (5e-7 of sum |x w| against 2e-7 for
-multiply-adds, logs/h200/2026-11-29_0415_wgmma_probe_packed_split.log).
+the error stays near float32's (about 5e-7 of sum |x w|, against 2e-7 for
+multiply-adds).
 
 A product against B's zeros turns an infinite or NaN input into NaN in
 outputs whose window does not hold it, and an infinite tap into NaN
@@ -40,13 +41,13 @@ from max.gpu.memory import (
     fence_async_view_proxy,
 )
 
-from .kernels import split_tile
+from .common import split_tile
 
 
 comptime TC_THREADS = 128  # one warpgroup
 comptime TC_ROW = 32  # outputs per row of D: MMAs of shape m64 n32 k16
 comptime TC_TILE = 64 * TC_ROW  # outputs per tile
-comptime TC_MIN_K = 33  # below, no faster than the other kernels (logs/h200/2026-11-29_0421_tune_tensor_cores.log)
+comptime TC_MIN_K = 33  # below, no faster than the other kernels on an H200
 comptime TC_MAX_K = 64  # B then has at most TC_STEPS steps of 16 rows
 comptime TC_STEPS = ceildiv(TC_MAX_K + TC_ROW - 1, 16)
 comptime TC_SPAN = TC_TILE + 16 * TC_STEPS  # inputs a tile reads
@@ -85,8 +86,8 @@ def split3[width: SIMDLength, //](v: SIMD[DType.float32, width]) -> Tuple[
 ]:
     """v as three bfloat16 parts, each the rounding of what the parts before
     it left. Two values per conversion (cvt.rn.bf16x2.f32): this split, not
-    the MMAs, set the kernel's pace (170 against 198 µs at K = 64 with one
-    conversion per value, logs/h200/2026-11-29_0415_wgmma_probe_packed_split.log)."""
+    the MMAs, set the kernel's pace, and converting values in pairs measured
+    faster on an H200 than one conversion per value."""
     var h0 = v.cast[DType.bfloat16]()
     var r1 = v - widen_pairs(h0)
     var h1 = r1.cast[DType.bfloat16]()

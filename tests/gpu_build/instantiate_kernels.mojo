@@ -4,7 +4,7 @@ each dtype the PyTorch op accepts, so that `mojo build --target-accelerator X
 tests/test_gpu_targets.py runs it; nothing here is meant to be executed."""
 
 from max.gpu.host import DeviceContext
-from kernels.kernels import correlate_gpu, grad_kernel_gpu
+from kernels.gpu import correlate_gpu, grad_kernel_gpu
 
 
 def instantiate[dtype: DType](ctx: DeviceContext) raises:

@@ -1,0 +1,142 @@
+"""The CPU kernels of the conv1d ops: correlate_cpu, the sum given in
+common.mojo's docstring (SIMD over outputs, parallel over chunks of rows), and
+grad_kernel_cpu, the gradient with respect to the kernel (partial sums added
+in a fixed order); and the constants that size and route their work items.
+"""
+
+from std.math import ceildiv
+from std.sys import simd_width_of
+from max.algorithm import sync_parallelize
+
+from .common import accum_type
+
+
+comptime CPU_CHUNK = 65536  # outputs per parallel work item: fewer, larger items cost the thread pool less
+# Up to this many taps a call is memory-bound and runs on the calling thread:
+# on a 2-core machine that measured faster than MAX's two workers, which,
+# right after a PyTorch copy_, also compete with its still-spinning OpenMP threads.
+comptime CPU_SERIAL_MAX_K = 8
+comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are written with streaming stores
+
+
+def correlate_cpu[
+    dtype: DType
+](
+    output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    n: Int,
+    k: Int,
+    shift: Int,
+    flip: Bool,
+) raises:
+    """The same sum as the GPU kernel. The interior of each row, where the
+    whole window lies inside the row, runs BLOCK outputs at a time (several
+    SIMD registers, one broadcast tap per step) with no bounds checks; the
+    few outputs near the ends run one by one. Work items of CPU_CHUNK outputs
+    go to MAX's thread pool, or, up to CPU_SERIAL_MAX_K taps, run on the
+    calling thread."""
+    comptime acc = accum_type[dtype]
+    comptime W = simd_width_of[acc]()
+    comptime BLOCK = 4 * W
+    # The taps once, in the accumulator type and in the order the sum reads them.
+    var tap_list = List[Scalar[acc]](capacity=k)
+    for j in range(k):
+        tap_list.append(kernel.unsafe_load(k - 1 - j if flip else j).cast[acc]())
+    var taps = tap_list.unsafe_ptr()
+    var chunks_per_row = ceildiv(n, CPU_CHUNK)
+
+    def work(item: Int) {var output, var input, var taps, var n, var k, var shift, var chunks_per_row}:
+        var row = item // chunks_per_row
+        var i0 = (item % chunks_per_row) * CPU_CHUNK
+        var i1 = min(i0 + CPU_CHUNK, n)
+        var x = input.unsafe_offset(row * n)
+        var out = output.unsafe_offset(row * n)
+        # Whole window inside the row: i - shift >= 0 and i - shift + k <= n.
+        var lo = min(max(i0, shift), i1)
+        var hi = max(min(i1, n - k + 1 + shift), lo)
+        var i = i0
+        while i < i1:
+            if i >= lo and i + BLOCK <= hi:
+                var sum = SIMD[acc, BLOCK](0)
+                var src = x.unsafe_offset(i - shift)
+                for j in range(k):
+                    sum += src.unsafe_load[width=BLOCK](j).cast[acc]() * taps.unsafe_load(j)
+                var result = sum.cast[dtype]()
+                if Int(out.unsafe_offset(i)) % STREAM_ALIGN == 0:
+                    # A streaming store: the output line is written without
+                    # being read into the cache first (a third less traffic).
+                    # Its weak ordering is settled when the thread pool joins
+                    # (a locked instruction), before anyone reads the output.
+                    out.unsafe_store[alignment=STREAM_ALIGN, non_temporal=True](i, result)
+                else:
+                    out.unsafe_store(i, result)
+                i += BLOCK
+            else:
+                # Inputs outside the row read as zeros, and are multiplied
+                # like the rest (zero times an infinite tap is NaN, as on the GPU).
+                var sum = Scalar[acc](0)
+                for j in range(k):
+                    var s = i + j - shift
+                    var value = Scalar[acc](0)
+                    if s >= 0 and s < n:
+                        value = x.unsafe_load(s).cast[acc]()
+                    sum += value * taps.unsafe_load(j)
+                out.unsafe_store(i, sum.cast[dtype]())
+                i += 1
+
+    if k <= CPU_SERIAL_MAX_K:
+        for item in range(rows * chunks_per_row):
+            work(item)
+    else:
+        sync_parallelize(work, rows * chunks_per_row)
+    _ = tap_list^
+
+
+def grad_kernel_cpu[
+    dtype: DType
+](
+    grad_kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int,
+    n: Int,
+    k: Int,
+) raises:
+    """Each work item writes the partial sums of its chunk for every tap; the
+    partials are then added in a fixed order, so the result does not depend
+    on how the work was scheduled."""
+    comptime acc = accum_type[dtype]
+    comptime W = simd_width_of[acc]()
+    var chunks_per_row = ceildiv(n, CPU_CHUNK)
+    var items = rows * chunks_per_row
+    var partials = List[Scalar[acc]](length=items * k, fill=0)
+    var parts = partials.unsafe_ptr()
+
+    def work(item: Int) {var grad_output, var input, var parts, var n, var k, var chunks_per_row}:
+        var row = item // chunks_per_row
+        var i0 = (item % chunks_per_row) * CPU_CHUNK
+        var i1 = min(i0 + CPU_CHUNK, n)
+        var g = grad_output.unsafe_offset(row * n)
+        var x = input.unsafe_offset(row * n)
+        for j in range(k):
+            var end = min(i1, n - j)  # input[row, i + j] exists
+            var vsum = SIMD[acc, W](0)
+            var i = i0
+            while i + W <= end:
+                vsum += g.unsafe_load[width=W](i).cast[acc]() * x.unsafe_load[width=W](i + j).cast[acc]()
+                i += W
+            var sum = vsum.reduce_add()
+            while i < end:
+                sum += g.unsafe_load(i).cast[acc]() * x.unsafe_load(i + j).cast[acc]()
+                i += 1
+            parts.unsafe_store(item * k + j, sum)
+
+    sync_parallelize(work, items)
+    for j in range(k):
+        var sum = Scalar[acc](0)
+        for item in range(items):
+            sum += parts.unsafe_load(item * k + j)
+        grad_kernel.unsafe_store(j, sum.cast[dtype]())
+    _ = partials^
