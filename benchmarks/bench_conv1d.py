@@ -117,10 +117,10 @@ def max_graph_conv1d(dtype: torch.dtype):
     executed directly on buffers made once: no PyTorch layer, no DLPack per call."""
     from max.driver import Buffer
 
-    from mojo_conv1d import ops
+    from mojo_conv1d import _gpu
 
     device = torch.device("cuda", torch.cuda.current_device())
-    model = ops._model("conv1d_forward", dtype, device)
+    model = _gpu.model("conv1d_forward", dtype, device)
     buffers = {}
 
     def run(x, w, out):
@@ -133,7 +133,7 @@ def max_graph_conv1d(dtype: torch.dtype):
 
     def sync():
         # The graph runs on MAX's own stream; wait for the whole device.
-        ops._gpu(device)[0].synchronize()
+        _gpu.gpu(device)[0].synchronize()
         torch.cuda.synchronize()
 
     return run, sync

@@ -10,12 +10,10 @@ many orders of magnitude and the learned taps should match the hidden ones.
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mojo_conv1d import conv1d  # noqa: E402
+from mojo_conv1d import conv1d
 
 
 def main(argv=None) -> int:

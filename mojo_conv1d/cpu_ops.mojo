@@ -1,9 +1,8 @@
 """The op's CPU kernels as a Python extension module, so that a CPU call runs
-the kernel directly instead of through a MAX graph (`model.execute` adds a
-per-call cost that dominates at small K on a 2-core machine:
-docs/kernel_tuning.md, "The CPU at K = 4"). ops.py builds it on first use
-with `mojo build --emit shared-lib -I mojo_conv1d` and calls it with the
-tensors' addresses; it checks nothing, ops.py does.
+the kernel directly instead of through a MAX graph, whose `execute` adds a
+per-call cost that dominates at small K (docs/call_cost.md). _cpu.py builds
+it on first use (build.py) and calls it with the tensors' addresses; it
+checks nothing, ops.py does.
 """
 
 from std.os import abort

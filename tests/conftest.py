@@ -1,13 +1,12 @@
-"""Shared fixtures: the repo root on sys.path, and the devices to run on."""
+"""Shared fixtures: the repo root, and the devices to run on. The tests import
+mojo_conv1d as installed (uv installs the project into its environment)."""
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")

@@ -12,7 +12,7 @@ import torch
 from conftest import DEVICES, REPO, needs_cuda
 from reference import assert_close, random, torch_conv1d
 
-from mojo_conv1d import SUPPORTED_DTYPES, conv1d, ops
+from mojo_conv1d import SUPPORTED_DTYPES, _cpu, build, conv1d, ops
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -186,7 +186,7 @@ def test_calls_from_many_threads(device):
 
 def test_cpu_path_leaves_child_processes_alone():
     """The CPU path loads a Mojo extension, whose Python interop sets
-    PYTHONEXECUTABLE and PYTHONPATH in the C environment; ops.py undoes that,
+    PYTHONEXECUTABLE and PYTHONPATH in the C environment; _cpu.py undoes that,
     or a Python started from this process would start outside the venv."""
     conv1d(random(100, "cpu"), random(4, "cpu"))
     child = subprocess.run([sys.executable, "-c", "import sys, torch; print(sys.prefix)"],
@@ -200,12 +200,31 @@ def test_a_failed_cpu_build_raises_a_clear_error(tmp_path, monkeypatch):
     compiler's message, instead of failing somewhere inside the import."""
     broken = tmp_path / "cpu_ops.mojo"
     broken.write_text("def PyInit_cpu_ops() -> Int:\n    return undefined_name\n")
-    monkeypatch.setattr(ops, "CPU_OPS_SOURCE", broken)
-    monkeypatch.setattr(ops, "CPU_OPS_CACHE", tmp_path / "cache")
-    monkeypatch.setattr(ops, "_cpu_ops", None)
-    with pytest.raises(RuntimeError, match="building cpu_ops.mojo failed(.|\n)*undefined_name"):
-        ops._cpu_ops_module()
-    assert not list((tmp_path / "cache").iterdir())  # nothing half-built is left behind
+    monkeypatch.setattr(_cpu, "SOURCE", broken)
+    monkeypatch.setattr(_cpu, "_module", None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="building cpu_ops.so failed(.|\n)*undefined_name"):
+        _cpu.module()
+    assert not list((tmp_path / "cache" / "mojo_conv1d").iterdir())  # nothing half-built is left behind
+
+
+def test_builds_go_to_the_user_cache(tmp_path, monkeypatch):
+    """Products are built into $XDG_CACHE_HOME/mojo_conv1d, never beside their
+    sources, so a read-only install works; a second request for the same
+    product reuses the file without running the compiler. (A two-line
+    package stands in for the kernels, which take far longer to compile.)"""
+    source = tmp_path / "tiny"
+    source.mkdir()
+    (source / "__init__.mojo").write_text("")
+    (source / "twice.mojo").write_text("def twice(x: Int) -> Int:\n    return 2 * x\n")
+    source.chmod(0o555)  # read-only, as an installed package may be
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    package = build.kernel_package(source)
+    assert package.is_file() and package.name == "tiny.mojoc"
+    assert package.is_relative_to(tmp_path / "cache" / "mojo_conv1d")
+    monkeypatch.setattr(build, "run_mojo", lambda args: pytest.fail(f"compiled again: {args}"))
+    assert build.kernel_package(source) == package
+    assert sorted(p.name for p in source.iterdir()) == ["__init__.mojo", "twice.mojo"]
 
 
 def test_non_contiguous_input_is_handled():

@@ -19,8 +19,8 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parent.parent
 PIXI_TOML = REPO / "pixi.toml"
 PYPROJECT_TOML = REPO / "pyproject.toml"
-# The schema is kept in shared/, a sibling of the repo root (CI has a copy).
-SCHEMA = REPO.parent / "shared" / "pixi" / "manifest-schema-v0.77.0.json"
+# pixi's published manifest schema, vendored with its licence (tests/data/LICENSE-pixi.txt).
+SCHEMA = REPO / "tests" / "data" / "manifest-schema-v0.77.0.json"
 
 # Every version a torch spec could plausibly name; a spec "admits" the ones
 # of these it contains. Coarse, but enough to compare two ranges.

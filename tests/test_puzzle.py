@@ -51,10 +51,26 @@ def test_pytorch_and_max_graph_agree_with_numpy(n, k, device):
     np.testing.assert_array_equal(via_torch.cpu().numpy(), via_graph)  # the same kernel
 
 
-def test_compiled_op_is_built_once_per_shape():
-    first = solution.compiled_conv1d(15, 4)
-    assert solution.compiled_conv1d(15, 4) is first
+def test_each_path_compiles_a_specialization_once(monkeypatch):
+    """The seed's line wraps the op in a fresh torch.compile on every call:
+    neither Dynamo nor MAX may compile it again for the same sizes, and the
+    MAX Graph path compiles its graph once too."""
+    from max.engine import InferenceSession
+    from torch._dynamo.utils import counters
+
+    loads = []
+    load = InferenceSession.load
+    monkeypatch.setattr(InferenceSession, "load", lambda self, *a, **kw: (loads.append(1), load(self, *a, **kw))[1])
+    x, w = torch.arange(21.0), torch.arange(5.0)  # sizes no other test uses
+    graphs = counters["stats"]["unique_graphs"]
+    first = solution.conv1d_pytorch(x, w)
+    assert (counters["stats"]["unique_graphs"] - graphs, len(loads)) == (1, 1)
+    assert torch.equal(solution.conv1d_pytorch(x, w), first)
+    assert (counters["stats"]["unique_graphs"] - graphs, len(loads)) == (1, 1)
     assert solution.op_library() is solution.op_library()
+    for _ in range(2):
+        np.testing.assert_array_equal(solution.conv1d_max_graph(x.numpy(), w.numpy(), "cpu"), first.numpy())
+    assert len(loads) == 2
 
 
 def test_problem_differs_from_solution_only_in_the_fill_in_line():
@@ -71,8 +87,18 @@ def test_unsolved_run_says_where_to_fill_in():
     result = run(PROBLEM, "--device", "cpu")
     assert result.returncode == 1, result.stderr
     assert "Puzzle 20 is not solved yet" in result.stdout
-    line = next(i for i, text in enumerate(PROBLEM.read_text().splitlines(), 1) if "fill_in_here(\"" in text)
+    line = next(i for i, text in enumerate(PROBLEM.read_text().splitlines(), 1) if text.strip().startswith("fill_in_here()"))
     assert f"problems/p20/p20.py:{line}" in result.stdout
+    # The hint points at the op's `execute` signature, where the arguments can
+    # be read, and at the chapter; it does not give the answer away.
+    op_source = (REPO / "problems/p20/op/conv1d.mojo").read_text().splitlines()
+    registered = next(i for i, text in enumerate(op_source) if '@extensibility.register("conv1d")' in text)
+    execute = next(i for i in range(registered, len(op_source)) if "def execute" in op_source[i]) + 1
+    assert f"problems/p20/op/conv1d.mojo:{execute}" in result.stdout
+    assert "book/src/puzzle_20/puzzle_20.md" in result.stdout and '"Code to complete"' in result.stdout
+    message = result.stdout[result.stdout.index("not solved yet"):]
+    assert "torch.compile" not in message and "input_tensor" not in message and "first" not in message
+    assert all(len(text) <= 80 for text in message.splitlines())
     assert "Traceback" not in result.stdout + result.stderr
     assert "PyTorch custom op result" not in result.stdout  # nothing uninitialized printed
 

@@ -1,6 +1,6 @@
 """float32 correlation on Hopper's tensor cores (warpgroup MMA, sm_90a), for
 TC_MIN_K to TC_MAX_K taps: the op's fastest path there on the H200
-(docs/kernel_tuning.md, "Tensor cores in the op").
+(docs/kernels.md, "The tensor-core kernel").
 
 A tile of TC_TILE outputs of one row of the sum (common.mojo's docstring) is
 a matrix product D = A B:

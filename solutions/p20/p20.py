@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
-import importlib.metadata
 import inspect
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,17 +23,20 @@ import numpy as np
 import torch
 from max.experimental.torch import CustomOpLibrary
 
+from mojo_conv1d.build import kernel_package
+
 OP_SOURCE = Path(__file__).parent / "op"
+CHAPTER = "book/src/puzzle_20/puzzle_20.md"
 
 
 class PuzzleNotSolved(Exception):
     """Raised where the puzzle's one line still has to be written."""
 
 
-def fill_in_here(what: str) -> None:
+def fill_in_here() -> None:
     """Stands in problems/ for the line to write; says where that line is."""
     caller = inspect.stack()[1]
-    raise PuzzleNotSolved(f"{os.path.relpath(caller.filename)}:{caller.lineno}: {what}")
+    raise PuzzleNotSolved(f"{os.path.relpath(caller.filename)}:{caller.lineno}")
 
 
 def note(message: str) -> None:
@@ -45,80 +44,42 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def toolchain_versions() -> str:
-    """The installed versions that decide what a compiled package holds. (A
-    conda environment may install Mojo without Python metadata named "mojo".)"""
-    found = []
-    for dist in ("mojo", "mojo-compiler", "max"):
-        try:
-            found.append(f"{dist}=={importlib.metadata.version(dist)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return ",".join(found)
-
-
-def run_mojo(args: list[str]) -> subprocess.CompletedProcess:
-    """The Mojo compiler: through the wheel's launcher where there is one
-    (it points the compiler at its libraries), else `mojo` on the PATH."""
-    try:
-        from mojo.run import subprocess_run_mojo
-    except ImportError:
-        return subprocess.run(["mojo", *args], capture_output=True, text=True)
-    return subprocess_run_mojo(args, capture_output=True, text=True)
-
-
-@functools.cache
-def op_package() -> Path:
-    """The Mojo package in ./op compiled to a .mojoc, once: kept on disk and
-    reused until its sources or the toolchain change. (Given the source
-    folder, MAX would compile it again for every library and graph.)"""
-    source = OP_SOURCE.resolve()
-    digest = hashlib.sha256(toolchain_versions().encode())
-    for path in sorted(source.glob("*.mojo")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    package = Path(tempfile.gettempdir()) / f"puzzle20-{os.getuid()}" / digest.hexdigest()[:16] / "op.mojoc"
-    if not package.exists():
-        note(f"[p20] compiling the Mojo package {os.path.relpath(OP_SOURCE)} (kept in {package.parent})")
-        # The compiler names the module after the file, so the staged file has the final name.
-        staging = package.parent / f"staging-{os.getpid()}"
-        staging.mkdir(parents=True, exist_ok=True)
-        result = run_mojo(["precompile", str(source), "-o", str(staging / package.name)])
-        if result.returncode != 0:
-            raise RuntimeError(f"compiling the Mojo package {source} failed:\n{result.stderr}")
-        os.replace(staging / package.name, package)
-        staging.rmdir()
-    return package
-
-
 @functools.cache
 def op_library() -> CustomOpLibrary:
-    """The Mojo package, loaded once per process."""
-    return CustomOpLibrary(op_package())
-
-
-@functools.cache
-def compiled_conv1d(input_size: int, conv_size: int):
-    """ops.conv1d specialized for these sizes and wrapped in torch.compile,
-    once per process: the sizes are compile-time parameters of the Mojo op."""
-    conv1d = op_library().conv1d[{"input_size": input_size, "conv_size": conv_size}]
-    return torch.compile(conv1d)
+    """The Mojo package in ./op, loaded once per process. It is compiled to a
+    .mojoc once and kept on disk until its sources change: given the source
+    folder, MAX would compile it again in every process."""
+    return CustomOpLibrary(kernel_package(OP_SOURCE))
 
 
 # ANCHOR: conv1d_pytorch
 def conv1d_pytorch(input_tensor: torch.Tensor, kernel_tensor: torch.Tensor) -> torch.Tensor:
     """1D convolution through the Mojo op, called from PyTorch."""
-    # PyTorch allocates the output; the Mojo op writes into it (its first argument).
+    ops = op_library()
+
+    # PyTorch allocates the output tensor; the Mojo op writes into it.
     output_tensor = torch.empty_like(input_tensor)
-    conv1d = compiled_conv1d(input_tensor.shape[0], kernel_tensor.shape[0])
+
+    # The sizes are compile-time parameters of the Mojo op.
+    conv1d = ops.conv1d[{"input_size": input_tensor.shape[0], "conv_size": kernel_tensor.shape[0]}]
 
     # ANCHOR: conv1d_pytorch_call
-    conv1d(output_tensor, input_tensor, kernel_tensor)
+    torch.compile(conv1d)(output_tensor, input_tensor, kernel_tensor)
     # ANCHOR_END: conv1d_pytorch_call
 
     return output_tensor
 
 
 # ANCHOR_END: conv1d_pytorch
+
+
+def execute_signature() -> str:
+    """file:line of the puzzle op's `execute`, whose arguments the call passes."""
+    source = OP_SOURCE / "conv1d.mojo"
+    lines = source.read_text().splitlines()
+    registered = next(i for i, line in enumerate(lines) if '@extensibility.register("conv1d")' in line)
+    line = next(i for i in range(registered, len(lines)) if "def execute" in lines[i])
+    return f"{os.path.relpath(source)}:{line + 1}"
 
 
 # ANCHOR: conv1d_max_graph
@@ -138,7 +99,7 @@ def max_graph_model(input_size: int, conv_size: int, device: str):
             TensorType(DType.float32, [input_size], ref),
             TensorType(DType.float32, [conv_size], ref),
         ],
-        custom_extensions=[op_package()],
+        custom_extensions=[kernel_package(OP_SOURCE)],
     ) as graph:
         input_value, kernel_value = graph.inputs
         # MAX allocates the output from out_types; no output tensor is passed in.
@@ -228,13 +189,18 @@ def main(argv=None) -> int:
     input_tensor = torch.from_numpy(input_array).to(args.device)
     kernel_tensor = torch.from_numpy(kernel_array).to(args.device)
     started = time.perf_counter()
-    note(f"[p20] compiling conv1d[input_size={len(input_array)}, conv_size={len(kernel_array)}] for {args.device} (once per process; the first run also fills the disk cache)")
+    note(f"[p20] compiling conv1d[input_size={len(input_array)}, conv_size={len(kernel_array)}] for {args.device}")
     try:
         pytorch_result = conv1d_pytorch(input_tensor, kernel_tensor).cpu().numpy()
     except PuzzleNotSolved as unsolved:
         print()
         print("❌ Puzzle 20 is not solved yet.")
-        print(f"   Fill in the one line at {unsolved}")
+        print(f"   Write the one line at {unsolved}")
+        print("   Hint: it runs the op `conv1d` picked just above it, so that the")
+        print("   op fills output_tensor. The op's arguments are those of")
+        print(f"   `execute` in {execute_signature()}.")
+        print(f'   The chapter ({CHAPTER}) explains the call')
+        print('   in its section "Code to complete".')
         return 1
     note(f"[p20] PyTorch custom op done in {time.perf_counter() - started:.1f} s")
     print(f"PyTorch custom op result: {pytorch_result}")

@@ -1,0 +1,114 @@
+"""The one place that runs the Mojo compiler, and the cache of what it built.
+
+Each product (the kernel package as a `.mojoc`, an extension module as a
+shared library) is built once and kept under a name that hashes its sources,
+the toolchain's versions and the build command, in the user's cache directory:
+`$XDG_CACHE_HOME/mojo_conv1d`, or `~/.cache/mojo_conv1d`. A changed kernel is
+rebuilt, an unchanged one is reused across processes, and an installed copy of
+the package never writes beside its own sources. The puzzle driver uses it too.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+KERNELS = PACKAGE_DIR / "kernels"  # the Mojo package: every kernel and MAX op
+
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Where built products live; read from the environment on every call so
+    that a test or a user can point it elsewhere."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mojo_conv1d"
+
+
+@functools.cache
+def toolchain() -> str:
+    """The installed versions that decide what a build holds. (A conda
+    environment may install Mojo without Python metadata named "mojo".)"""
+    found = []
+    for dist in ("mojo", "mojo-compiler", "max"):
+        try:
+            found.append(f"{dist}=={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ",".join(found)
+
+
+def run_mojo(args: list[str]) -> subprocess.CompletedProcess:
+    """The Mojo compiler: through the wheel's launcher where there is one (it
+    points the compiler at its libraries), else `mojo` on the PATH (conda)."""
+    try:
+        from mojo.run import subprocess_run_mojo
+    except ImportError:
+        return subprocess.run(["mojo", *args], capture_output=True, text=True)
+    return subprocess_run_mojo(args, capture_output=True, text=True)
+
+
+def _digest(sources: Iterable[Path], command: list[str]) -> str:
+    digest = hashlib.sha256(toolchain().encode())
+    digest.update("\0".join(command).encode())
+    for source in sources:
+        digest.update(b"\0" + source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _mojo_files(folder: Path) -> list[Path]:
+    return sorted(folder.resolve().glob("*.mojo"))
+
+
+def _build(name: str, sources: list[Path], command: list[str]) -> Path:
+    """The product `name` of `mojo <command> -o <product>`, built unless the
+    cache has one from the same sources, toolchain and command. The command
+    names sources by absolute path, which is not part of the key: the same
+    sources installed elsewhere reuse the product."""
+    key = _digest(sources, [part for part in command if not part.startswith("/")])
+    product = cache_dir() / key / name
+    if product.exists():
+        return product
+    with _lock:  # one build per product in a process; other processes race harmlessly
+        if product.exists():
+            return product
+        print(f"mojo_conv1d: building {name} (once; kept in {product.parent})", file=sys.stderr, flush=True)
+        # The compiler names a package after its file, so the staged file has the final name.
+        staging = product.parent / f"staging-{os.getpid()}-{threading.get_ident()}"
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            result = run_mojo([*command, "-o", str(staging / name)])
+            if result.returncode != 0:
+                raise RuntimeError(f"mojo_conv1d: building {name} failed:\n{result.stderr or result.stdout}")
+            os.replace(staging / name, product)  # atomic: another process sees the whole file or none
+        finally:
+            for leftover in staging.iterdir():
+                leftover.unlink()
+            staging.rmdir()
+            if not any(product.parent.iterdir()):
+                product.parent.rmdir()
+    return product
+
+
+def kernel_package(source: Path = KERNELS) -> Path:
+    """A Mojo package folder (by default the op's kernels) precompiled to a
+    `.mojoc` that MAX loads without compiling it again."""
+    source = source.resolve()
+    return _build(f"{source.name}.mojoc", _mojo_files(source), ["precompile", str(source)])
+
+
+def extension_module(source: Path, include: Path = KERNELS) -> Path:
+    """A Mojo Python extension module (a file with `PyInit_<name>`) built as a
+    shared library, with the package `include` importable from it."""
+    source = source.resolve()
+    sources = [source, *_mojo_files(include)]
+    command = ["build", str(source), "--emit", "shared-lib", "-I", str(include.resolve().parent)]
+    return _build(f"{source.stem}.so", sources, command)
