@@ -62,3 +62,25 @@ def test_kernels_compile_for(target, suffix, tmp_path):
     assert all("wgmma.mma_async.sync.aligned.m64n32k16" in p.read_text() for p in tensor_core)
     # Nothing else: every file is one of the kernels above.
     assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * DTYPES + len(tensor_core), files
+
+
+def test_known_taps_compile_only_their_kernels(tmp_path):
+    """With the taps known at compile time (the puzzle's conv_size), only the
+    kernels that can run for that count are built: 4 taps, the short-window
+    kernel alone; 15, the window kernel and the tiled one (which of the two
+    runs depends on the dtype); 40, the tensor cores and the tiled kernel."""
+    harness = REPO / "tests" / "gpu_build" / "instantiate_known_k.mojo"
+    result = subprocess.run(
+        [mojo(), "build", "-I", str(REPO / "mojo_conv1d"), "--target-accelerator", "sm_90",
+         "--emit", "asm", str(harness), "-o", str(tmp_path / "known_k.s")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    names = [p.name for p in tmp_path.glob("*.ptx")]
+    counts = {
+        kind: sum(f"kernels_{kind}_" in name for name in names)
+        for kind in ("window", "tiled", "tensor_cores", "grad_kernel")
+    }
+    # Window: the short shape (4 taps) and the long one (15); tiled: one
+    # instantiation serves 15 and 40; tensor cores: their three step counts.
+    assert counts == {"window": 2, "tiled": 1, "tensor_cores": 3, "grad_kernel": 0}, names

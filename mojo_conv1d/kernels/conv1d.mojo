@@ -25,7 +25,7 @@ comptime MutableTensor = ManagedTensorSlice[IOSpec[True, IO.Input](), static_spe
 
 
 def correlate[
-    target: StaticString, dtype: DType
+    target: StaticString, dtype: DType, known_k: Int = 0
 ](
     ctx: DeviceContext,
     output: Ptr[dtype],
@@ -38,7 +38,7 @@ def correlate[
     flip: Bool,
 ) raises:
     comptime if target == "gpu":
-        correlate_gpu[dtype](ctx, output, input, kernel, rows, n, k, shift, flip)
+        correlate_gpu[dtype, known_k](ctx, output, input, kernel, rows, n, k, shift, flip)
     elif target == "cpu":
         correlate_cpu[dtype](output, input, kernel, rows, n, k, shift, flip)
     else:
@@ -65,7 +65,8 @@ struct Conv1D:
             raise Error("conv1d: input and output must have input_size elements")
         if kernel.dim_size(0) != conv_size:
             raise Error("conv1d: kernel must have conv_size elements")
-        correlate[target, dtype](
+        # conv_size is known here at compile time: only its kernel is built.
+        correlate[target, dtype, known_k=conv_size](
             ctx,
             rebind[Ptr[dtype]](output.unsafe_ptr()),
             rebind[Ptr[dtype]](input.unsafe_ptr()),

@@ -15,7 +15,7 @@ from max.gpu.host import DeviceAttribute, DeviceContext
 
 from .common import THREADS, accum_type
 from .grad_kernel import GRAD_BLOCKS, GRAD_TAPS, GRAD_TILE, grad_kernel_partials_kernel, grad_kernel_reduce_kernel
-from .tensor_cores import correlate_tensor_cores
+from .tensor_cores import TC_MAX_K, TC_MIN_K, correlate_tensor_cores
 from .tiled import BLOCKS_PER_SM, TILE, correlate_gpu_kernel
 from .window import (
     MAX_BLOCKS,
@@ -32,7 +32,7 @@ from .window import (
 
 
 def correlate_gpu[
-    dtype: DType
+    dtype: DType, known_k: Int = 0
 ](
     ctx: DeviceContext,
     output: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -52,7 +52,13 @@ def correlate_gpu[
     vector of outputs per group up to SMALL_K); else correlate_gpu_kernel
     with blocks_per_sm blocks per multiprocessor (or one per tile when there
     are fewer tiles). window_k is window_k_limit[dtype]() unless given;
-    tuning sets it (at most WINDOW_K), and tensor_cores, to compare the kernels."""
+    tuning sets it (at most WINDOW_K), and tensor_cores, to compare the kernels.
+
+    known_k is k when the caller knows it at compile time (the puzzle's op),
+    else 0: then only the kernels that can run for that k are compiled, which
+    saves most of the op's compile time."""
+    if known_k != 0 and k != known_k:
+        raise Error("correlate_gpu: compiled for ", known_k, " taps, called with ", k)
     if rows == 0 or n == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
@@ -60,36 +66,40 @@ def correlate_gpu[
     comptime VW = 16 // size_of[dtype]()
     var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
-    if tensor_cores and correlate_tensor_cores[dtype](ctx, output, input, kernel, rows, n, k, shift, flip, vector_io):
-        return
+    comptime if known_k == 0 or (known_k >= TC_MIN_K and known_k <= TC_MAX_K):
+        if tensor_cores and correlate_tensor_cores[dtype](ctx, output, input, kernel, rows, n, k, shift, flip, vector_io):
+            return
     var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
-    if k <= SMALL_K:
-        comptime small = correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]
-        var tiles = rows * ceildiv(n, SMALL_GROUPS * SMALL_THREADS * VW)
-        ctx.enqueue_function[small](
+    comptime if known_k == 0 or known_k <= SMALL_K:
+        if k <= SMALL_K:
+            comptime small = correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]
+            var tiles = rows * ceildiv(n, SMALL_GROUPS * SMALL_THREADS * VW)
+            ctx.enqueue_function[small](
+                output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+                grid_dim=min(tiles, MAX_BLOCKS),
+                block_dim=SMALL_THREADS,
+            )
+            return
+    comptime if known_k == 0 or (known_k > SMALL_K and known_k <= WINDOW_K):
+        if k <= min(window_k if window_k >= 0 else window_k_limit[dtype](), WINDOW_K):
+            comptime R = window_outputs[dtype]()
+            comptime window = correlate_window_gpu_kernel[dtype, R, R, 1, WINDOW_K, THREADS]
+            var tiles = rows * ceildiv(n, THREADS * R)
+            ctx.enqueue_function[window](
+                output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+                grid_dim=min(tiles, MAX_BLOCKS),
+                block_dim=THREADS,
+            )
+            return
+    comptime if known_k == 0 or known_k > SMALL_K:
+        var tiles = rows * ceildiv(n, TILE)
+        var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
+        comptime tiled = correlate_gpu_kernel[dtype]
+        ctx.enqueue_function[tiled](
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-            grid_dim=min(tiles, MAX_BLOCKS),
-            block_dim=SMALL_THREADS,
-        )
-        return
-    if k <= min(window_k if window_k >= 0 else window_k_limit[dtype](), WINDOW_K):
-        comptime R = window_outputs[dtype]()
-        comptime window = correlate_window_gpu_kernel[dtype, R, R, 1, WINDOW_K, THREADS]
-        var tiles = rows * ceildiv(n, THREADS * R)
-        ctx.enqueue_function[window](
-            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-            grid_dim=min(tiles, MAX_BLOCKS),
+            grid_dim=min(tiles, sms * blocks_per_sm),
             block_dim=THREADS,
         )
-        return
-    var tiles = rows * ceildiv(n, TILE)
-    var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
-    comptime tiled = correlate_gpu_kernel[dtype]
-    ctx.enqueue_function[tiled](
-        output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-        grid_dim=min(tiles, sms * blocks_per_sm),
-        block_dim=THREADS,
-    )
 
 
 def grad_kernel_gpu[
