@@ -10,14 +10,16 @@ the package never writes beside its own sources. The puzzle driver uses it too.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -27,8 +29,11 @@ _lock = threading.Lock()
 
 
 def cache_dir() -> Path:
-    """Where built products live; read from the environment on every call so
+    """Where built products live: $MOJO_CONV1D_CACHE if set, else
+    mojo_conv1d under $XDG_CACHE_HOME or ~/.cache. Read on every call, so
     that a test or a user can point it elsewhere."""
+    if override := os.environ.get("MOJO_CONV1D_CACHE"):
+        return Path(override)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mojo_conv1d"
 
@@ -112,3 +117,29 @@ def extension_module(source: Path, include: Path = KERNELS) -> Path:
     sources = [source, *_mojo_files(include)]
     command = ["build", str(source), "--emit", "shared-lib", "-I", str(include.resolve().parent)]
     return _build(f"{source.stem}.so", sources, command)
+
+
+@contextlib.contextmanager
+def compiled_graphs(package: Path, name: str) -> Iterator[Path]:
+    """Keeps the MAX graphs compiled inside this block on disk, beside the
+    package build they call, and gives them back to a later process instead
+    of compiling them again. `name` must tell apart whatever else the graphs
+    depend on (device, sizes); a changed package is a new build, so its
+    graphs are new too. A graph the kept set lacks is compiled as usual."""
+    from max.experimental import support
+
+    directory = package.parent / "graphs" / name
+    if (directory / "manifest.json").is_file():
+        with support.set_precompiled_mefs(directory):
+            yield directory
+        return
+    # Exported into a folder of this process's own, which becomes the kept
+    # set only when whole, so a reader never sees half of one.
+    staging = directory.with_name(f"{name}.{os.getpid()}-{threading.get_ident()}.partial")
+    try:
+        with support.set_export_mefs(staging):
+            yield directory
+        if (staging / "manifest.json").is_file() and not directory.exists():
+            os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -6,6 +6,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,26 @@ def test_solution_run_with_random_data_passes():
     result = run(SOLUTION, "--device", "cpu", "--size", "300", "--kernel-size", "33", "--seed", "5")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASSED") == 2 and "MATCH" in result.stdout
+
+
+def test_a_later_run_loads_the_graphs_an_earlier_run_compiled(tmp_path, monkeypatch):
+    """compiled_graphs keeps the MAX graphs compiled inside it beside the
+    package build, and a later block loads them instead of compiling."""
+    from max.engine import InferenceSession
+
+    from mojo_conv1d.build import compiled_graphs
+
+    package = tmp_path / "build" / "op.mojoc"  # only its folder is used
+    with compiled_graphs(package, "cpu-23-6") as kept:
+        solution.max_graph_model(23, 6, "cpu")
+    assert (kept / "manifest.json").is_file() and list(kept.glob("*.mef"))
+    assert [p.name for p in kept.parent.iterdir()] == ["cpu-23-6"]  # no half-written folder left
+
+    compiled = []
+    compile = InferenceSession.compile
+    monkeypatch.setattr(InferenceSession, "compile", lambda self, model, **kw: (compiled.append(model), compile(self, model, **kw))[1])
+    solution.max_graph_model.cache_clear()
+    with compiled_graphs(package, "cpu-23-6"):
+        x, w = np.arange(23, dtype=np.float32), np.arange(6, dtype=np.float32)
+        np.testing.assert_allclose(solution.conv1d_max_graph(x, w, "cpu"), correlate(x, w)[0], rtol=1e-5)
+    assert len(compiled) == 1 and isinstance(compiled[0], Path), compiled  # the kept artifact, not a Graph
