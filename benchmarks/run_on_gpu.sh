@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of record, run from a checkout on a machine with a CUDA GPU
 # and the dependencies (torch, max, mojo) installed:
-#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh tests|sanitize|bench [args]
+#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh puzzle|tests|sanitize|bench [args]
+#   puzzle    the learner's loop timed: three runs of the solved puzzle (the
+#             first one cold on a fresh machine) and one of the unsolved one
 #   tests     the CUDA half of the suite (the CPU half runs in CI)
 #   sanitize  compute-sanitizer memcheck and racecheck over tests that run every GPU kernel
 #   bench     benchmarks/bench_conv1d.py: CSV, plot and per-call CSV beside the log
@@ -29,6 +31,15 @@ log="$out/h200_${name}.log"
   python3 -c 'import torch; from max.driver import Accelerator as A; print("streams: torch current", torch.cuda.current_stream().cuda_stream, "| MAX default queue", A(0).default_queue.native_stream_handle)'
 } > "$log" 2>&1
 case "$step" in
+  puzzle)
+    TIMEFORMAT="wall %R s"
+    for run in first second third; do
+      echo "== $run run: python3 solutions/p20/p20.py" | tee -a "$log"
+      { time python3 solutions/p20/p20.py "$@"; } 2>&1 | tee -a "$log"
+    done
+    echo "== unsolved: python3 problems/p20/p20.py" | tee -a "$log"
+    { time python3 problems/p20/p20.py "$@"; } 2>&1 | tee -a "$log"
+    ;;
   tests)
     # The CPU half of these tests runs in CI; here, the CUDA half.
     python3 -m pytest -q -p no:cacheprovider --timeout 120 -k "cuda or reduce_overhead or ordered_with or devices_must" \

@@ -86,8 +86,8 @@ def test_non_finite_values(where, k, dtype, device):
     One known difference, on the GPU only: the kernels pad the taps with
     zeros to whole steps (of up to 16) and multiply those too, for speed, so
     an infinite or NaN input q can also turn the up to 16 outputs just before
-    its window, q - K - 15 .. q - K, into NaN. Skipping those products cost
-    7 % at K = 4 and 47 % at K = 64 (logs/h200/2026-11-29_0139_tune_skip_zero_taps.log)."""
+    its window, q - K - 15 .. q - K, into NaN. Skipping those products was
+    measured much slower, most of all at long filters (docs/kernels.md)."""
     x = random(5000, "cpu", seed=3)
     w = random(k, "cpu", seed=4)
     if where == "input":
