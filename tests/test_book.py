@@ -12,6 +12,11 @@ Markdown by an HTML comment on the line before the fence:
     <!-- check: stdout of solutions/p20/p20.py -->          the whole stdout
     <!-- check: end of stdout of problems/p20/p20.py -->    the last lines of stdout
     <!-- check: quoted from solutions/p20/p20.py -->        text copied from that file
+
+Links to repository files are written `repo:PATH` in the Markdown; build.py's
+preprocessor points them at copies in the output's files/ folder, or at a
+published repository when book/book.toml sets `repository-url`. The tests
+build both ways.
 """
 
 from __future__ import annotations
@@ -36,11 +41,15 @@ OUT = {"en": Path("."), "ko": Path("ko")}
 CHAPTER = Path("puzzle_20") / "puzzle_20.md"
 SOLUTION = REPO / "solutions" / "p20" / "p20.py"
 PROBLEM = REPO / "problems" / "p20" / "p20.py"
-KERNELS = REPO / "solutions" / "p20" / "op" / "kernels.mojo"
+KERNELS = REPO / "mojo_conv1d" / "kernels"  # the Mojo package; problems/ and solutions/ link to it as op/
+FILES = Path("files")  # where build.py puts the copies, under --out
+EXAMPLE_URL = "https://example.com/owner/puzzle20"
 
 INCLUDE = re.compile(r"\{\{#include\s+([^}:\s]+)(?::([^}\s]+))?\s*\}\}")
 CHECK = re.compile(r"<!-- check: (.+?) -->\n```[^\n]*\n(.*?)\n```", re.S)
 DEVICE = re.compile(r"\(device: [a-z]+\)")
+# A link to a repository file in the book's Markdown (as in book/build.py).
+REPO_LINK = re.compile(r"""(?:\]\(\s*<?|\b(?:href|src)=["'])repo:([^)\s"'#>]+)(#[^)\s"'>]*)?""")
 
 
 def markdown_files(lang: str) -> list[Path]:
@@ -77,11 +86,9 @@ def anchored(text: str, anchor: str | None) -> str:
 # -- fixtures -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("book")
+def build_book(out: Path, repository_url: str) -> Path:
     result = subprocess.run(
-        [sys.executable, str(BOOK / "build.py"), "--out", str(out), "--strict"],
+        [sys.executable, str(BOOK / "build.py"), "--out", str(out), "--strict", "--repository-url", repository_url],
         capture_output=True,
         text=True,
         timeout=600,
@@ -89,6 +96,18 @@ def built(tmp_path_factory) -> Path:
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"book/build.py --strict failed (exit {result.returncode}):\n{log}"
     return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """Both books with links to the copies in files/, whatever book.toml sets."""
+    return build_book(tmp_path_factory.mktemp("book"), "")
+
+
+@pytest.fixture(scope="module")
+def built_for_repository(tmp_path_factory) -> Path:
+    """Both books with links to a published repository at EXAMPLE_URL."""
+    return build_book(tmp_path_factory.mktemp("book_url"), EXAMPLE_URL)
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +149,26 @@ def error(call):
 
 out = torch.empty_like(x)
 op(out, x, w)  # eagerly: no torch.compile
+out64 = torch.empty(15, dtype=torch.float64)
+op(out64, x.double(), w.double())  # float64 through the same op
+
+def doubled(x, w):
+    out = torch.empty_like(x)
+    op(out, x, w)
+    return out * 2
+
+explained = torch._dynamo.explain(doubled)(x, w)
 print(json.dumps({
     "eager": out.tolist(),
+    "float64": out64.tolist(),
+    "same_op": op is ops.conv1d[{"conv_size": 4, "input_size": 15}],
+    "registered": hasattr(torch.ops.max.torch, "conv1d_conv_size_4input_size_15"),
+    "graphs": [explained.graph_count, explained.graph_break_count],
     "no_output": error(lambda: op(x, w)),
+    "no_output_compiled": error(lambda: torch.compile(op)(x, w)),
     "bad_key": error(lambda: ops.conv1d[{"n": 15, "conv_size": 4}](out, x, w)),
+    "bad_size": error(lambda: ops.conv1d[{"input_size": 14, "conv_size": 4}](out, x, w)),
+    "mixed_dtypes": error(lambda: op(torch.empty_like(x), x, w.double())),
 }))
 """
 
@@ -179,7 +214,11 @@ def test_every_page_has_a_counterpart_in_the_other_language(built):
     # The switch in the menu bar links to the same path in the other book.
     def pages(lang):
         root = built / OUT[lang]
-        return {p.relative_to(root).as_posix() for p in root.rglob("*.html") if not (lang == "en" and p.is_relative_to(built / "ko"))}
+        return {
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*.html")
+            if not p.is_relative_to(built / FILES) and not (lang == "en" and p.is_relative_to(built / "ko"))
+        }
 
     assert pages("en") == pages("ko")
 
@@ -209,7 +248,7 @@ def test_includes_and_anchors_exist(lang):
                 text = target.read_text(encoding="utf-8")
                 assert re.search(rf"\bANCHOR:\s*{re.escape(anchor)}\b", text), f"{where}: no ANCHOR: {anchor}"
                 assert re.search(rf"\bANCHOR_END:\s*{re.escape(anchor)}\b", text), f"{where}: no ANCHOR_END: {anchor}"
-    assert found >= 6, f"{lang}: expected the chapter's includes, found {found}"
+    assert found >= 4, f"{lang}: expected the chapter's includes, found {found}"
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -289,18 +328,190 @@ def test_solution_and_problem_lines_are_the_ones_shown(built, lang):
     assert not any(solution_line in block for block in code_blocks(text[: details.start()]))
 
 
-def test_repository_url_lives_in_one_place_per_book(built):
-    urls = {}
+# -- links to repository files --------------------------------------------------
+
+
+def repo_links(md: Path) -> list[tuple[str, str]]:
+    """(path, #fragment or "") of every repo: link in a Markdown file."""
+    return REPO_LINK.findall(md.read_text(encoding="utf-8"))
+
+
+def linked_paths(lang: str) -> set[str]:
+    return {path for md in markdown_files(lang) for path, _ in repo_links(md)}
+
+
+def tracked(path: str) -> bool:
+    result = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=REPO, capture_output=True)
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_repo_links_name_files_of_the_repository(lang):
+    links = [(md, path) for md in markdown_files(lang) for path, _ in repo_links(md)]
+    assert len(links) >= 20, f"{lang}: expected the book's links to repository files, found {len(links)}"
+    for md, path in links:
+        where = f"{md.relative_to(REPO)}: repo:{path}"
+        assert (REPO / path).is_file(), f"{where}: no such file"
+        if path.startswith("logs/"):
+            assert tracked(path), f"{where}: not tracked by git, so not in the published repository"
+
+
+def test_both_languages_link_the_same_files():
+    assert linked_paths("ko") == linked_paths("en")
+    for md in ("introduction.md", CHAPTER):
+        assert sorted(repo_links(SRC["ko"] / md)) == sorted(repo_links(SRC["en"] / md)), md
+
+
+def test_the_repository_address_is_one_setting():
+    """repository-url lives in book/book.toml alone; no book page writes an
+    address of the repository or a placeholder for one."""
+    configs = {}
+    for lang, toml in (("en", BOOK / "book.toml"), ("ko", BOOK / "i18n" / "ko" / "book.toml")):
+        with toml.open("rb") as f:
+            configs[lang] = tomllib.load(f)["preprocessor"]["repo-files"]
+        *_, script, subcommand = configs[lang]["command"].split()
+        assert subcommand == "preprocess" and (toml.parent / script).resolve() == BOOK / "build.py", lang
+    assert "repository-url" in configs["en"]
+    assert "repository-url" not in configs["ko"], "the Korean book reads the address from book/book.toml"
     for lang in LANGS:
-        url_file = SRC[lang] / "_includes" / "repo_url.md"
-        url = url_file.read_text(encoding="utf-8")
-        assert re.fullmatch(r"https://\S+[^/\s]", url), f"{url_file}: one URL, no newline, no trailing slash"
-        urls[lang] = url
+        assert not (SRC[lang] / "_includes").exists(), f"{lang}: the address lives in book/book.toml now"
         for md in markdown_files(lang):
-            assert url not in md.read_text(encoding="utf-8"), f"{md}: write the URL through the include"
-        chapter = page(built, lang, "puzzle_20/puzzle_20.html")
-        assert f'href="{url}/blob/main/problems/p20/p20.py"' in chapter
-    assert urls["en"] == urls["ko"]
+            text = md.read_text(encoding="utf-8")
+            assert "/blob/main/" not in text and "_includes" not in text, f"{md}: link repository files as repo:PATH"
+
+
+def links_out_of(path: Path) -> list[str]:
+    return parse_links(path).refs
+
+
+def book_pages(built: Path, lang: str) -> list[Path]:
+    root = built / OUT[lang]
+    return [
+        p
+        for p in sorted(root.rglob("*.html"))
+        if not p.is_relative_to(built / FILES) and not (lang == "en" and p.is_relative_to(built / "ko"))
+    ]
+
+
+def copy_of(built: Path, page_path: Path, ref: str) -> tuple[Path, str] | None:
+    """(the file a link reaches under files/, its fragment), or None for
+    links that go elsewhere."""
+    parts = urlsplit(ref)
+    if parts.scheme or parts.netloc or not parts.path:
+        return None
+    target = (page_path.parent / unquote(parts.path)).resolve()
+    return (target, parts.fragment) if target.is_relative_to(built / FILES) else None
+
+
+def repository_path(built: Path, target: Path) -> str:
+    """The repository file a copy under files/ stands for: a page for a
+    Markdown or source file, or the file itself."""
+    rel = target.relative_to(built / FILES).as_posix()
+    for suffix in (".py", ".mojo"):
+        if rel.endswith(suffix + ".html"):
+            return rel[: -len(".html")]
+    return rel[: -len(".html")] + ".md" if rel.endswith(".html") else rel
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_links_to_repository_files_reach_the_copies(built, lang):
+    """Every repo: link of the book, on its own page and in print.html,
+    becomes a relative link to a copy under files/ that exists, fragment
+    included; no repo: link survives."""
+    for page_path in book_pages(built, lang):
+        refs = links_out_of(page_path)
+        assert not [r for r in refs if r.startswith("repo:")], f"{page_path}: a repo: link was not rewritten"
+    for rel in ("introduction.html", "puzzle_20/puzzle_20.html", "print.html"):
+        page_path = built / OUT[lang] / rel
+        reached = set()
+        for ref in links_out_of(page_path):
+            found = copy_of(built, page_path, ref)
+            if found is None:
+                continue
+            target, fragment = found
+            assert target.is_file(), f"{lang}/{rel}: {ref} -> no file {target}"
+            if fragment:
+                assert fragment in parse_links(target).ids, f"{lang}/{rel}: {ref} -> no id {fragment!r}"
+            reached.add(repository_path(built, target))
+        md = {"introduction.html": ["introduction.md"], "puzzle_20/puzzle_20.html": [CHAPTER]}.get(rel)
+        expected = {p for m in md for p, _ in repo_links(SRC[lang] / m)} if md else linked_paths(lang)
+        assert reached == expected, f"{lang}/{rel}: links reach {sorted(reached ^ expected)} differently"
+
+
+def test_the_copies_are_the_repository_files(built):
+    files = built / FILES
+    copied = [p for p in files.rglob("*") if p.is_file() and (REPO / p.relative_to(files)).is_file()]
+    wanted = linked_paths("en") | linked_paths("ko")
+    # Markdown files become pages (below); every other linked file is copied.
+    raw = {p for p in wanted if not p.endswith(".md")}
+    assert raw <= {p.relative_to(files).as_posix() for p in copied}, "a linked file was not copied"
+    for copy in copied:
+        assert copy.read_bytes() == (REPO / copy.relative_to(files)).read_bytes(), f"{copy} differs"
+    # Source files also have a page that shows them whole.
+    for path in wanted:
+        if path.endswith((".py", ".mojo")):
+            blocks = code_blocks((files / f"{path}.html").read_text(encoding="utf-8"))
+            assert (REPO / path).read_text(encoding="utf-8").strip() in [b.strip() for b in blocks], path
+        if path.endswith(".md"):
+            # The page is the file rendered: its title is there as a heading.
+            title = re.search(r"^# (.+)$", (REPO / path).read_text(encoding="utf-8"), re.M).group(1)
+            slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+            assert slug in parse_links((files / path).with_suffix(".html")).ids, path
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_quoted_file_has_a_link_to_the_whole_file(built, lang):
+    text = page(built, lang, "puzzle_20/puzzle_20.html")
+    page_path = built / OUT[lang] / "puzzle_20" / "puzzle_20.html"
+    whole = set()
+    for ref in re.findall(r'<a href="([^"]+)" class="filename">', text):
+        found = copy_of(built, page_path, ref)
+        assert found and found[0].is_file(), f"{lang}: {ref} does not reach a copy"
+        whole.add(repository_path(built, found[0]))
+    quoted = {target.relative_to(REPO).as_posix() for target, _ in includes(SRC[lang] / CHAPTER)}
+    assert quoted == whole
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_with_a_repository_url_links_go_to_the_repository(built_for_repository, lang):
+    assert not (built_for_repository / FILES).exists(), "no copies are needed then"
+    for rel, sources in (("introduction.html", ["introduction.md"]), ("puzzle_20/puzzle_20.html", [CHAPTER])):
+        page_path = built_for_repository / OUT[lang] / rel
+        refs = links_out_of(page_path)
+        assert not [r for r in refs if r.startswith("repo:") or "files/" in r], f"{lang}/{rel}"
+        linked = {r[len(EXAMPLE_URL) + len("/blob/main/") :] for r in refs if r.startswith(EXAMPLE_URL + "/blob/main/")}
+        expected = {p + f for m in sources for p, f in repo_links(SRC[lang] / m)}
+        assert linked == expected
+
+
+def test_a_link_to_a_missing_file_stops_the_build(tmp_path):
+    """The preprocessor refuses repo: links to files that do not exist."""
+    book = {"items": [{"Chapter": {"name": "x", "content": "[a](repo:no/such/file.txt)", "path": "x.md", "sub_items": []}}]}
+    context = {"root": str(BOOK), "config": {"preprocessor": {"repo-files": {"repository-url": ""}}}}
+    result = subprocess.run(
+        [sys.executable, str(BOOK / "build.py"), "preprocess"],
+        input=json.dumps([context, book]),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "repo:no/such/file.txt" in result.stderr
+    book["items"][0]["Chapter"]["content"] = "[a](repo:README.md#the-op) <a href=\"repo:logs\">"
+    result = subprocess.run(
+        [sys.executable, str(BOOK / "build.py"), "preprocess"],
+        input=json.dumps([context, book]),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0, "a folder is not a file"
+    book["items"][0]["Chapter"]["content"] = "[a](repo:README.md#the-op)"
+    result = subprocess.run(
+        [sys.executable, str(BOOK / "build.py"), "preprocess"],
+        input=json.dumps([context, book]),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["items"][0]["Chapter"]["content"] == "[a](files/README.md#the-op)"
 
 
 # -- blocks checked against the repository -------------------------------------
@@ -309,7 +520,7 @@ def test_repository_url_lives_in_one_place_per_book(built):
 @pytest.mark.parametrize("lang", LANGS)
 def test_quoted_snippets_are_verbatim(lang):
     blocks = checked_blocks(lang, "quoted from solutions/p20/p20.py")
-    assert len(blocks) >= 3, f"{lang}: the chapter's quoted snippets went missing"
+    assert len(blocks) >= 2, f"{lang}: the chapter's quoted snippets went missing"
     source = SOLUTION.read_text(encoding="utf-8")
     source_lines = source.splitlines()
     for block in blocks:
@@ -370,67 +581,164 @@ def test_the_op_works_without_torch_compile(claims):
 def test_the_errors_the_chapter_quotes_are_real(claims):
     kind, message = claims["no_output"]
     assert kind == "RuntimeError" and "missing value for argument 'kernel'" in message
-    kind, message = claims["bad_key"]
+    kind, compiled_message = claims["no_output_compiled"]
+    assert kind == "TorchRuntimeError" and "missing value for argument 'kernel'" in compiled_message
+    kind, key_message = claims["bad_key"]
     assert kind == "ValueError"
+    kind, size_message = claims["bad_size"]
+    assert kind == "ValueError" and "conv1d: input and output must have input_size elements" in size_message
+    kind, dtype_message = claims["mixed_dtypes"]
+    assert kind == "RuntimeError" and dtype_message.startswith("Failed to compile the model")
     for lang in LANGS:
         text = " ".join(chapter_text(lang).split())
         assert "RuntimeError: max::torch() is missing value for argument 'kernel'." in text
-        assert f"ValueError: {message}" in text
+        assert "torch._dynamo.exc.TorchRuntimeError" in text
+        assert f"ValueError: {key_message}" in text
+        assert "`conv1d: input and output must have input_size elements`" in text
+        assert "RuntimeError: Failed to compile the model" in text
+
+
+def test_what_the_chapter_says_about_the_parameter_dict_and_dynamo(claims):
+    assert claims["same_op"], "ops.conv1d[...] should return the same op for the same dict"
+    assert claims["registered"], "the specialization's PyTorch name changed"
+    assert claims["float64"] == [14, 20, 26, 32, 38, 44, 50, 56, 62, 68, 74, 80, 41, 14, 0]
+    assert claims["graphs"] == [1, 0], "allocate, call the op, double: one graph, no breaks"
+    for lang in LANGS:
+        text = chapter_text(lang)
+        assert "torch.ops.max.torch.conv1d_conv_size_4input_size_15" in text
+        assert "fullgraph=True" in text
 
 
 def kernel_constants() -> dict[str, int]:
-    text = KERNELS.read_text(encoding="utf-8")
-    found = dict(re.findall(r"^comptime (\w+) = ([^#\n]*?)\s*(?:#.*)?$", text, re.M))
-    threads = int(found["THREADS"])
-    per_thread = int(found["OUTPUTS_PER_THREAD"])
-    assert found["TILE"] == "THREADS * OUTPUTS_PER_THREAD", "the tile is sized differently now: update the book and this test"
+    """The numbers "How the kernels work" states, from the `comptime`
+    constants of every module of the Mojo package, and from the lines of
+    gpu.mojo and window.mojo that decide which kernel runs with what shape."""
+    exprs = {}
+    for module in sorted(KERNELS.glob("*.mojo")):
+        exprs.update(re.findall(r"^comptime (\w+) = ([^#\n]*?)\s*(?:#.*)?$", module.read_text(encoding="utf-8"), re.M))
+
+    def value(name: str) -> int:
+        # Integer arithmetic over other constants only (e.g. THREADS * OUTPUTS_PER_THREAD).
+        expr = exprs[name]
+        assert re.fullmatch(r"[\w\s*+<()-]+", expr), f"{name} = {expr}: not plain integer arithmetic"
+        names = set(re.findall(r"[A-Za-z_]\w*", expr))
+        return eval(expr, {"__builtins__": {}}, {n: value(n) for n in names})
+
+    gpu = (KERNELS / "gpu.mojo").read_text(encoding="utf-8")
+    window = (KERNELS / "window.mojo").read_text(encoding="utf-8")
+    # The shapes gpu.mojo launches the window kernel with: [dtype, R, T, groups, taps, block].
+    assert "correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]" in gpu
+    assert "correlate_window_gpu_kernel[dtype, R, R, 1, WINDOW_K, THREADS]" in gpu
+    assert "comptime R = window_outputs[dtype]()" in gpu
+    assert "comptime VW = 16 // size_of[dtype]()" in gpu
+    # float32 stops at SMALL_K, the others go on to WINDOW_K; float64's long shape is narrower.
+    assert "return SMALL_K if dtype == DType.float32 else WINDOW_K" in window
+    long_f64, long_other = map(int, re.search(r"return (\d+) if size_of\[dtype\]\(\) == 8 else (\d+)", window).groups())
+    # Tensor cores: float32 only, and only in a build for Hopper.
+    assert 'dtype == DType.float32 and DeviceContext.default_device_info.version == "sm_90a"' in (
+        KERNELS / "tensor_cores.mojo"
+    ).read_text(encoding="utf-8")
+    assert "if k <= CPU_SERIAL_MAX_K:" in (KERNELS / "cpu.mojo").read_text(encoding="utf-8")
+    # The puzzle's op passes its compile-time conv_size on, so only its kernels are built.
+    assert "correlate[target, dtype, known_k=conv_size](" in (KERNELS / "conv1d.mojo").read_text(encoding="utf-8")
+    assert "comptime if known_k == 0 or known_k <= SMALL_K:" in gpu
+
+    per_thread = value("OUTPUTS_PER_THREAD")
+    groups = value("SMALL_GROUPS")
+    step = value("SMALL_STEP")
     return {
-        "threads": threads,
+        "threads": value("THREADS"),
         "per_thread": per_thread,
-        "tile": threads * per_thread,
-        "k_chunk": int(found["K_CHUNK"]),
-        "small_k": int(found["SMALL_K"]),
-        "window_k": int(found["WINDOW_K"]),
-        "cpu_chunk": int(found["CPU_CHUNK"]),
+        "tile": value("TILE"),
+        "k_chunk": value("K_CHUNK"),
         "window": 2 * per_thread,
         "fmas": per_thread * per_thread,
+        "small_k": value("SMALL_K"),
+        "window_k": value("WINDOW_K"),
+        "small_threads": value("SMALL_THREADS"),
+        "groups": groups,
+        # a short-shape group is one 16-byte vector: 16 // the element size
+        "f32_vector": 16 // 4,
+        "f16_vector": 16 // 2,
+        "f64_vector": 16 // 8,
+        "step": min(16 // 4, step),
+        "f64_step": min(16 // 8, step),
+        "long_outputs": long_other,
+        "long_f64": long_f64,
+        "tc_min_k": value("TC_MIN_K"),
+        "tc_max_k": value("TC_MAX_K"),
+        "tc_tile": value("TC_TILE"),
+        "tc_threads": value("TC_THREADS"),
+        "cpu_chunk": value("CPU_CHUNK"),
+        "cpu_serial": value("CPU_SERIAL_MAX_K"),
     }
 
 
-# How each chapter states those numbers, in "Going further".
+# How each chapter states those numbers, in "How the kernels work".
 STATED = {
-    "en": {
-        "threads": "A block has {} threads",
-        "per_thread": "each thread accumulates {} consecutive",
-        "tile": "a tile of {} outputs",
-        "k_chunk": "Taps are staged {} at a time",
-        "small_k": "For kernels of at most {} taps",
-        "window_k": "takes kernels of up to {} taps",
-        "cpu_chunk": "chunks of {}\noutputs",
-        "window": "a window of {} staged inputs",
-        "fmas": "does {} multiply-adds",
-    },
-    "ko": {
-        "threads": "스레드 {}개로",
-        "per_thread": "연속된 출력 {}개를",
-        "tile": "출력 {}개짜리 타일",
-        "k_chunk": "한 번에 {}개씩",
-        "small_k": "탭이 {}개 이하인 커널",
-        "window_k": "탭이 {}개까지인 커널",
-        "cpu_chunk": "출력 {}개짜리 청크",
-        "window": "입력 {}개짜리 창",
-        "fmas": "곱셈-덧셈 {}번",
-    },
+    "en": [
+        "A block has {threads} threads and each thread accumulates {per_thread} consecutive outputs",
+        "a tile of {tile} outputs",
+        "Taps are staged {k_chunk} at a time",
+        "a window of {window} staged inputs against {per_thread} taps and does {fmas} multiply-adds",
+        "for filters of at most {small_k} taps",
+        "takes filters of up to {window_k} taps",
+        "{groups} × {f32_vector} outputs in float32, {groups} × {f16_vector} in float16 and bfloat16, "
+        "{groups} × {f64_vector} in float64",
+        "The window moves {step} taps per step ({f64_step} in float64",
+        "Blocks have {small_threads} threads.",
+        "A thread owns {long_outputs} consecutive outputs ({long_f64} in float64",
+        "the window moves {long_outputs} taps per step ({long_f64} in float64). Blocks have {threads} threads.",
+        "from {small_k_plus_1} taps on the tiled kernel",
+        "| 1 to {small_k} |",
+        "| {small_k_plus_1} to {window_k} |",
+        "| {tc_min_k} to {tc_max_k} | tensor cores on Hopper",
+        "float32 filters of {tc_min_k} to {tc_max_k} taps",
+        "a tile of {tc_tile} outputs",
+        "{tc_threads} threads per block",
+        "work items of {cpu_chunk} outputs",
+        "Up to {cpu_serial} taps the calling thread",
+    ],
+    "ko": [
+        "블록 하나는 스레드 {threads}개로 이루어지고, 스레드마다 연속된 출력 {per_thread}개를 레지스터에 누적",
+        "출력 {tile}개짜리 타일",
+        "탭은 한 번에 {k_chunk}개씩",
+        "입력 {window}개짜리 창을 탭 {per_thread}개에 대고 밀면서 레지스터에서 곱셈-덧셈 {fmas}번",
+        "탭이 {small_k}개 이하인 필터용",
+        "탭이 {window_k}개까지인 필터용",
+        "float32는 {f32_vector}개씩 두 묶음, float16과 bfloat16은 {f16_vector}개씩 두 묶음, "
+        "float64는 {f64_vector}개씩 두 묶음",
+        "한 단계에 탭 {step}개씩 움직입니다(float64는 벡터 하나 크기인 {f64_step}개씩)",
+        "블록은 스레드 {small_threads}개입니다.",
+        "연속된 출력 {long_outputs}개를 맡고(float64는",
+        "레지스터 두 개를 차지하므로 {long_f64}개), 창은 한 단계에 탭 {long_outputs}개씩 움직입니다(float64는 {long_f64}개). "
+        "블록은 스레드 {threads}개입니다.",
+        "탭이 {small_k_plus_1}개 이상이면 타일 커널이",
+        "| 1~{small_k} |",
+        "| {small_k_plus_1}~{window_k} |",
+        "| {tc_min_k}~{tc_max_k} | Hopper에서는 텐서 코어",
+        "탭 {tc_min_k}~{tc_max_k}개인 float32 필터",
+        "출력 {tc_tile}개짜리 타일",
+        "블록은 스레드 {tc_threads}개입니다",
+        "출력 {cpu_chunk}개짜리 작업 단위",
+        "탭이 {cpu_serial}개 이하이면 호출한 스레드가",
+    ],
 }
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_kernel_numbers_in_the_chapter_match_kernels_mojo(lang):
-    text = chapter_text(lang)
-    for name, value in kernel_constants().items():
-        phrase = STATED[lang][name].format(value)
-        # Compare with line breaks and runs of spaces folded into one space.
-        assert " ".join(phrase.split()) in " ".join(text.split()), f"{lang}: the chapter should say {phrase!r}"
+def test_kernel_numbers_in_the_chapter_match_the_kernels(lang):
+    values = kernel_constants()
+    assert values["groups"] == 2, "the chapters say two groups per thread: update them and this test"
+    values["small_k_plus_1"] = values["small_k"] + 1
+    # Compare with line breaks and runs of spaces folded into one space.
+    text = " ".join(chapter_text(lang).split())
+    used = set()
+    for template in STATED[lang]:
+        phrase = " ".join(template.format(**values).split())
+        used |= set(re.findall(r"\{(\w+)\}", template))
+        assert phrase in text, f"{lang}: the chapter should say {phrase!r}"
+    assert used >= set(values) - {"groups"}, f"{lang}: numbers not checked: {set(values) - used}"
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -516,10 +824,11 @@ def test_tabs_have_one_panel_per_button(built, lang):
     for group in groups:
         buttons = re.findall(r'<button class="tab-button">([^<]+)</button>', group)
         panels = re.findall(r'<div class="tab-content">', group)
-        assert buttons == ["pixi NVIDIA (default)", "pixi AMD", "uv"]
+        # uv, the tested front door, is the first tab and so the one shown.
+        assert buttons == ["uv", "pixi NVIDIA", "pixi AMD"]
         assert len(panels) == len(buttons)
         commands = [c.strip() for c in re.findall(r'<code class="language-bash">(.*?)</code>', group, re.S)]
-        assert commands == ["pixi run p20", "pixi run -e amd p20", "uv run poe p20"]
+        assert commands == ["uv run poe p20", "pixi run p20", "pixi run -e amd p20"]
 
 
 def test_tasks_named_in_the_book_exist():
