@@ -16,7 +16,7 @@ comptime DTYPES = [DType.float16, DType.bfloat16, DType.float32, DType.float64]
 
 
 @export
-def PyInit_cpu_ops() -> PythonObject:
+def PyInit_cpu_ops() abi("C") -> PythonObject:
     try:
         var module = PythonModuleBuilder("cpu_ops")
         module.def_function[correlate](

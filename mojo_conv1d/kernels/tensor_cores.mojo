@@ -171,7 +171,7 @@ def correlate_tensor_core_kernel[
     fence_async_view_proxy()  # B visible to the MMAs; the loop's first barrier, to every thread
 
     @always_inline
-    @parameter
+    @__parameter
     def copy_span(tile: Int, buffer: Int):
         """Starts copying the tile's inputs into the buffer, one commit group
         (empty past the last tile, so that there is one group per tile)."""

@@ -145,7 +145,7 @@ def correlate_gpu_kernel[
     var halo = SIMD[acc, HALO * VW](0)
 
     @always_inline
-    @parameter
+    @__parameter
     def stage(buffer: Int, chunk: Int, taps_too: Bool):
         """Stores the step's loads (and, when taps_too, its chunk's taps,
         zero-padded to a multiple of R) into the given buffer."""
