@@ -1,6 +1,7 @@
-"""The package's GPU kernels compile for the H200 (sm_90) and for MI300X
-(gfx942) on this GPU-less machine: `mojo build --emit asm` writes one
-assembly file per kernel instantiation beside its output."""
+"""The package's GPU kernels compile for the H200 (sm_90), for MI300X
+(gfx942) and for Apple GPUs on this GPU-less machine: `mojo build --emit asm`
+writes one assembly file per kernel instantiation beside its output (PTX,
+AMDGCN, or for Apple the LLVM IR of Metal's AIR)."""
 
 import re
 import shutil
@@ -12,7 +13,8 @@ import pytest
 from conftest import REPO
 
 HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels.mojo"
-DTYPES = 4  # the harness instantiates each kernel for f32, f16, bf16 and f64
+# Metal has no float64: this one instantiates the same kernels without it.
+APPLE_HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels_apple.mojo"
 # (module, kernel): (instantiations per dtype, parameters). The window kernel
 # has two shapes (short kernels, and up to WINDOW_K taps).
 KERNELS = {
@@ -27,11 +29,15 @@ SYMBOL_PREFIX = 30
 
 
 def parameters(path: Path) -> int:
-    """The kernel's parameter count: from its .entry in PTX, from the
-    explicit arguments of its metadata in AMDGCN."""
+    """The kernel's parameter count: from its .entry in PTX, from its
+    definition's numbered arguments in Apple's LLVM IR, from the explicit
+    arguments of its metadata in AMDGCN."""
     text = path.read_text()
     if path.suffix == ".ptx":
         return re.search(r"\.entry\s+\S+\((.*?)\)", text, re.S).group(1).count(".param ")
+    if path.suffix == ".ll":
+        define = next(line for line in text.splitlines() if line.startswith("define void @kernels_"))
+        return len(set(re.findall(r"%\d+\b", define)))
     return len(re.findall(r"\.value_kind:\s+(?:global_buffer|by_value)\b", text))
 
 
@@ -40,28 +46,42 @@ def mojo() -> str:
     return str(beside_python) if beside_python.exists() else shutil.which("mojo") or "mojo"
 
 
-@pytest.mark.parametrize(("target", "suffix"), [("sm_90", ".ptx"), ("gfx942", ".amdgcn")])
-def test_kernels_compile_for(target, suffix, tmp_path):
+# (target, suffix of its files, harness, how many dtypes it instantiates).
+# Of the four Apple GPU targets (apple-m1 to apple-m4) the suite compiles the
+# first and the last, about 10 s each.
+TARGETS = [
+    ("sm_90", ".ptx", HARNESS, 4),
+    ("gfx942", ".amdgcn", HARNESS, 4),
+    ("apple-m1", ".ll", APPLE_HARNESS, 3),
+    ("apple-m4", ".ll", APPLE_HARNESS, 3),
+]
+
+
+@pytest.mark.parametrize(("target", "suffix", "harness", "dtypes"), TARGETS, ids=[t[0] for t in TARGETS])
+def test_kernels_compile_for(target, suffix, harness, dtypes, tmp_path):
     result = subprocess.run(
-        [mojo(), "build", "-I", str(REPO / "mojo_conv1d"), "--target-accelerator", target,
-         "--emit", "asm", str(HARNESS), "-o", str(tmp_path / "kernels.s")],
+        [mojo(), "build", "-I", str(REPO / "mojo_conv1d"), "-I", str(HARNESS.parent),
+         "--target-accelerator", target, "--emit", "asm", str(harness), "-o", str(tmp_path / "kernels.s")],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "warning" not in result.stderr, result.stderr[-4000:]
     files = sorted(p.name for p in tmp_path.glob(f"*{suffix}"))
     for (module, kernel), (shapes, params) in KERNELS.items():
         # Symbols are cut short, so grad_kernel.mojo's two kernels share a
         # prefix: their parameter counts tell them apart.
         prefix = f"kernels_{module}_{kernel}"[:SYMBOL_PREFIX]
         count = sum(prefix in name and parameters(tmp_path / name) == params for name in files)
-        assert count == shapes * DTYPES, f"{kernel}: {count} {suffix} files for {target}, expected {shapes * DTYPES}: {files}"
+        assert count == shapes * dtypes, f"{kernel}: {count} {suffix} files for {target}, expected {shapes * dtypes}: {files}"
     # The tensor-core kernel: float32 on Hopper only, one instantiation per
     # count of 16-row steps (k = 33..64 needs 4, 5 or 6), each issuing warpgroup MMAs.
     tensor_core = [tmp_path / name for name in files if "tensor_cores_correlate" in name]
     assert len(tensor_core) == (3 if target == "sm_90" else 0), files
     assert all("wgmma.mma_async.sync.aligned.m64n32k16" in p.read_text() for p in tensor_core)
+    # Apple's files are Metal's AIR, not some host's IR.
+    assert suffix != ".ll" or all('target triple = "air64-apple' in (tmp_path / name).read_text() for name in files)
     # Nothing else: every file is one of the kernels above.
-    assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * DTYPES + len(tensor_core), files
+    assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * dtypes + len(tensor_core), files
 
 
 def test_known_taps_compile_only_their_kernels(tmp_path):
@@ -76,6 +96,7 @@ def test_known_taps_compile_only_their_kernels(tmp_path):
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "warning" not in result.stderr, result.stderr[-4000:]
     names = [p.name for p in tmp_path.glob("*.ptx")]
     counts = {
         kind: sum(f"kernels_{kind}_" in name for name in names)
