@@ -27,6 +27,7 @@ def load(path, name):
 
 
 solution = load(SOLUTION, "p20_solution")
+problem = load(PROBLEM, "p20_problem")
 
 
 def run(path, *args, timeout=600):
@@ -125,6 +126,27 @@ def test_cli_refuses_cuda_without_a_gpu():
     result = run(SOLUTION, "--device", "cuda")
     assert result.returncode == 2
     assert "no CUDA device" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["problem", "solution"])
+def test_on_a_mac_the_puzzle_runs_on_the_cpu_and_says_why(module, monkeypatch, capsys):
+    """MPS and no CUDA (a Mac): the CPU by default, one line on stderr that
+    says why, and no mps choice."""
+    puzzle = problem if module == "problem" else solution
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert puzzle.parse_args([]).device == "cpu"
+    assert puzzle.parse_args(["--device", "cpu"]).device == "cpu"
+    out, err = capsys.readouterr()
+    line = "[p20] MAX's CustomOpLibrary (max 26.7) takes cpu and cuda tensors only, so the puzzle runs on the CPU\n"
+    assert (out, err) == ("", line * 2)
+    with pytest.raises(SystemExit) as refused:
+        puzzle.parse_args(["--device", "mps"])
+    assert refused.value.code == 2 and "invalid choice: 'mps'" in capsys.readouterr().err
+    # Without MPS, no line.
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert puzzle.parse_args([]).device == "cpu"
+    assert capsys.readouterr() == ("", "")
 
 
 def test_solution_run_with_random_data_passes():

@@ -148,7 +148,7 @@ def matches(result: np.ndarray, reference: np.ndarray, input_array, kernel_array
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu (no mps: MAX takes cpu and cuda tensors only)")
     parser.add_argument("--size", type=int, help="input length N (default 15: the values 0..14)")
     parser.add_argument("--kernel-size", type=int, help="kernel length K (default 4: the values 0..3)")
     parser.add_argument("--seed", type=int, help="random input and kernel from this seed")
@@ -159,6 +159,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: PyTorch sees no CUDA device here; use --device cpu")
+    if not torch.cuda.is_available() and torch.backends.mps.is_available():
+        # A Mac with an Apple GPU: max 26.7's CustomOpLibrary maps only cpu and
+        # cuda tensors to MAX devices (max/experimental/torch/torch.py).
+        note("[p20] MAX's CustomOpLibrary (max 26.7) takes cpu and cuda tensors only, so the puzzle runs on the CPU")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
