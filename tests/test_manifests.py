@@ -2,7 +2,8 @@
 
 pixi and its conda channels cannot be reached from CI, so these tests check
 what can be checked offline: the manifest against pixi's published JSON schema,
-and the facts the two manifests must agree on (tasks, MAX/Mojo pins, torch).
+the facts the two manifests must agree on (tasks, MAX/Mojo pins, torch), and
+which environments each platform gets.
 """
 
 import json
@@ -149,16 +150,20 @@ def torch_requirement(pixi, env_name):
 
 @pytest.mark.parametrize(
     "env_name, build",
-    [("default", "/whl/cu"), ("amd", "/whl/rocm")],
+    [("default", "/whl/cu"), ("amd", "/whl/rocm"), ("cpu", None)],
 )
 def test_environment_torch_within_pyproject_range(pixi, pyproject, env_name, build):
     allowed = project_requirements(pyproject)["torch"].specifier
     torch = torch_requirement(pixi, env_name)
 
-    # default is NVIDIA (a CUDA wheel index), amd is ROCm.
-    assert build in torch.get("index", ""), (
-        f"environment {env_name!r}: torch index {torch.get('index')!r} is not a {build} index"
-    )
+    # default is NVIDIA (a CUDA wheel index), amd is ROCm, cpu is PyPI's
+    # torch (no index of its own), as uv installs it.
+    if build is None:
+        assert "index" not in torch, f"environment {env_name!r}: torch from {torch['index']!r}, not PyPI"
+    else:
+        assert build in torch.get("index", ""), (
+            f"environment {env_name!r}: torch index {torch.get('index')!r} is not a {build} index"
+        )
 
     version = torch.get("version", "*").strip()
     spec = SpecifierSet("" if version == "*" else version)
@@ -172,3 +177,36 @@ def test_environment_torch_within_pyproject_range(pixi, pyproject, env_name, bui
         f"environment {env_name!r}: torch {version!r} admits {outside[:5]}..., "
         f"outside pyproject's {allowed}"
     )
+
+
+# (e) -----------------------------------------------------------------------
+
+# The platforms a learner may have, and the environments each one gets:
+# NVIDIA where torch's cu130 index has wheels (x86_64 and aarch64 Linux), AMD
+# where the ROCm index has them (x86_64 Linux), and the CPU one everywhere,
+# macOS on Apple silicon included (MAX's CustomOpLibrary takes no mps tensors).
+PLATFORM_ENVIRONMENTS = {
+    "linux-64": {"default", "amd", "cpu"},
+    "linux-aarch64": {"default", "cpu"},
+    "osx-arm64": {"cpu"},
+}
+
+
+def environment_platforms(pixi, env_name):
+    """The platforms pixi solves an environment for: the workspace's, cut
+    down by each of its features that lists its own."""
+    platforms = set(pixi["workspace"]["platforms"])
+    for feature in environment_features(pixi, env_name):
+        if feature is not pixi and "platforms" in feature:
+            platforms &= set(feature["platforms"])
+    return platforms
+
+
+def test_platforms_and_their_environments(pixi):
+    assert sorted(pixi["workspace"]["platforms"]) == sorted(PLATFORM_ENVIRONMENTS)
+    assert set(pixi["environments"]) == set().union(*PLATFORM_ENVIRONMENTS.values())
+    given = {
+        platform: {env for env in pixi["environments"] if platform in environment_platforms(pixi, env)}
+        for platform in PLATFORM_ENVIRONMENTS
+    }
+    assert given == PLATFORM_ENVIRONMENTS
