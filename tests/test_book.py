@@ -825,10 +825,14 @@ def test_tabs_have_one_panel_per_button(built, lang):
         buttons = re.findall(r'<button class="tab-button">([^<]+)</button>', group)
         panels = re.findall(r'<div class="tab-content">', group)
         # uv, the tested front door, is the first tab and so the one shown.
-        assert buttons == ["uv", "pixi NVIDIA", "pixi AMD"]
+        assert buttons == ["uv", "pixi NVIDIA", "pixi AMD", "pixi CPU / Mac"]
         assert len(panels) == len(buttons)
         commands = [c.strip() for c in re.findall(r'<code class="language-bash">(.*?)</code>', group, re.S)]
-        assert commands == ["uv run poe p20", "pixi run p20", "pixi run -e amd p20"]
+        assert commands == ["uv run poe p20", "pixi run p20", "pixi run -e amd p20", "pixi run -e cpu p20"]
+        # Every environment a tab names is one pixi.toml defines.
+        with (REPO / "pixi.toml").open("rb") as f:
+            environments = tomllib.load(f)["environments"]
+        assert {e for c in commands for e in re.findall(r"-e (\w+)", c)} <= set(environments)
 
 
 def test_tasks_named_in_the_book_exist():
