@@ -14,7 +14,8 @@ from extensibility.managed_tensor_slice import IO
 from max.gpu.host import DeviceContext
 
 from .cpu import correlate_cpu, grad_kernel_cpu
-from .gpu import correlate_gpu, grad_kernel_gpu
+from .common import accum_type
+from .gpu import correlate_gpu, grad_kernel_gpu, grad_kernel_scratch
 
 
 comptime Ptr[dtype: DType] = Pointer[Scalar[dtype], MutAnyOrigin]
@@ -38,7 +39,7 @@ def correlate[
     flip: Bool,
 ) raises:
     comptime if target == "gpu":
-        correlate_gpu[dtype, known_k](ctx, output, input, kernel, rows, n, k, shift, flip)
+        correlate_gpu[dtype, known_k](ctx, ctx.stream(), output, input, kernel, rows, n, k, shift, flip)
     elif target == "cpu":
         correlate_cpu[dtype](output, input, kernel, rows, n, k, shift, flip)
     else:
@@ -156,7 +157,11 @@ struct Conv1DGradKernel:
         var n = input.dim_size(1)
         var k = grad_kernel.dim_size(0)
         comptime if target == "gpu":
-            grad_kernel_gpu[dtype](ctx, gk, g, x, rows, n, k)
+            # The scratch is allocated in the order of ctx's stream, the one
+            # grad_kernel_gpu launches on, and freed after both launches.
+            var partials = ctx.enqueue_create_buffer[accum_type[dtype]](grad_kernel_scratch(rows, n, k))
+            grad_kernel_gpu[dtype](ctx, ctx.stream(), gk, g, x, rebind[Ptr[accum_type[dtype]]](partials.unsafe_ptr()), rows, n, k)
+            _ = partials^
         elif target == "cpu":
             grad_kernel_cpu[dtype](gk, g, x, rows, n, k)
         else:

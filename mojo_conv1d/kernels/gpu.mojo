@@ -11,7 +11,7 @@ versions are in cpu.mojo.
 
 from std.math import ceildiv
 from std.sys import size_of
-from max.gpu.host import DeviceAttribute, DeviceContext
+from max.gpu.host import DeviceAttribute, DeviceContext, DeviceStream
 
 from .common import THREADS, accum_type
 from .grad_kernel import GRAD_BLOCKS, GRAD_TAPS, GRAD_TILE, grad_kernel_partials_kernel, grad_kernel_reduce_kernel
@@ -35,6 +35,7 @@ def correlate_gpu[
     dtype: DType, known_k: Int = 0
 ](
     ctx: DeviceContext,
+    stream: DeviceStream,
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
     kernel: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -67,14 +68,15 @@ def correlate_gpu[
     var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
     var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
     comptime if known_k == 0 or (known_k >= TC_MIN_K and known_k <= TC_MAX_K):
-        if tensor_cores and correlate_tensor_cores[dtype](ctx, output, input, kernel, rows, n, k, shift, flip, vector_io):
+        if tensor_cores and correlate_tensor_cores[dtype](ctx, stream, output, input, kernel, rows, n, k, shift, flip, vector_io):
             return
     var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
     comptime if known_k == 0 or known_k <= SMALL_K:
         if k <= SMALL_K:
             comptime small = correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]
             var tiles = rows * ceildiv(n, SMALL_GROUPS * SMALL_THREADS * VW)
-            ctx.enqueue_function[small](
+            stream.enqueue_function(
+                ctx.compile_function[small](),
                 output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
                 grid_dim=min(tiles, MAX_BLOCKS),
                 block_dim=SMALL_THREADS,
@@ -85,7 +87,8 @@ def correlate_gpu[
             comptime R = window_outputs[dtype]()
             comptime window = correlate_window_gpu_kernel[dtype, R, R, 1, WINDOW_K, THREADS]
             var tiles = rows * ceildiv(n, THREADS * R)
-            ctx.enqueue_function[window](
+            stream.enqueue_function(
+                ctx.compile_function[window](),
                 output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
                 grid_dim=min(tiles, MAX_BLOCKS),
                 block_dim=THREADS,
@@ -95,34 +98,50 @@ def correlate_gpu[
         var tiles = rows * ceildiv(n, TILE)
         var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
         comptime tiled = correlate_gpu_kernel[dtype]
-        ctx.enqueue_function[tiled](
+        stream.enqueue_function(
+            ctx.compile_function[tiled](),
             output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
             grid_dim=min(tiles, sms * blocks_per_sm),
             block_dim=THREADS,
         )
 
 
+def grad_kernel_groups(rows: Int, n: Int, k: Int) -> Int:
+    """Blocks along the positions in grad_kernel_gpu's first pass."""
+    var tap_blocks = ceildiv(k, GRAD_TAPS)
+    var total_tiles = ceildiv(n, GRAD_TILE) * rows
+    return max(1, min(total_tiles, GRAD_BLOCKS // tap_blocks))
+
+
+def grad_kernel_scratch(rows: Int, n: Int, k: Int) -> Int:
+    """Elements (of accum_type) of the scratch buffer grad_kernel_gpu needs:
+    one partial sum per tap and first-pass block."""
+    return grad_kernel_groups(rows, n, k) * k
+
+
 def grad_kernel_gpu[
     dtype: DType
 ](
     ctx: DeviceContext,
+    stream: DeviceStream,
     grad_kernel: Pointer[Scalar[dtype], MutAnyOrigin],
     grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
+    partials: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
     rows: Int,
     n: Int,
     k: Int,
 ) raises:
     """Computes grad_kernel[j] = sum over rows r and i < n - j of
-    grad_output[r, i] * input[r, i + j]."""
-    comptime acc = accum_type[dtype]
+    grad_output[r, i] * input[r, i + j], in two launches on `stream`.
+    `partials` holds grad_kernel_scratch(rows, n, k) elements; the caller
+    allocates it in the stream's order, so it lives until both launches ran."""
     var tap_blocks = ceildiv(k, GRAD_TAPS)
-    var total_tiles = ceildiv(n, GRAD_TILE) * rows
-    var groups = max(1, min(total_tiles, GRAD_BLOCKS // tap_blocks))
-    var partials = ctx.enqueue_create_buffer[acc](groups * k)
+    var groups = grad_kernel_groups(rows, n, k)
     comptime first = grad_kernel_partials_kernel[dtype]
-    ctx.enqueue_function[first](
-        rebind[Pointer[Scalar[acc], MutAnyOrigin]](partials.unsafe_ptr()),
+    stream.enqueue_function(
+        ctx.compile_function[first](),
+        partials,
         grad_output,
         input,
         Int64(rows),
@@ -133,14 +152,12 @@ def grad_kernel_gpu[
         block_dim=GRAD_TAPS,
     )
     comptime second = grad_kernel_reduce_kernel[dtype]
-    ctx.enqueue_function[second](
+    stream.enqueue_function(
+        ctx.compile_function[second](),
         grad_kernel,
-        rebind[Pointer[Scalar[acc], MutAnyOrigin]](partials.unsafe_ptr()),
+        partials,
         Int64(k),
         Int64(groups),
         grid_dim=k,
         block_dim=THREADS,
     )
-    # Keep the scratch buffer alive until both launches are enqueued: its
-    # release is ordered on the stream after them.
-    _ = partials^

@@ -32,7 +32,7 @@ from max.gpu.compute.mma import (
     wgmma_fence_aligned,
     wgmma_wait_group_sync,
 )
-from max.gpu.host import DeviceAttribute, DeviceContext
+from max.gpu.host import DeviceAttribute, DeviceContext, DeviceStream
 from max.gpu.memory import (
     AddressSpace,
     async_copy,
@@ -271,6 +271,7 @@ def correlate_tensor_cores[
     dtype: DType
 ](
     ctx: DeviceContext,
+    stream: DeviceStream,
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
     kernel: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -294,7 +295,8 @@ def correlate_tensor_cores[
         var grid = min(rows * ceildiv(n, TC_TILE), ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT) * TC_BLOCKS_PER_SM)
         comptime for s in range(ceildiv(TC_MIN_K + TC_ROW - 1, 16), TC_STEPS + 1):
             if steps == s:
-                ctx.enqueue_function[correlate_tensor_core_kernel[s]](
+                stream.enqueue_function(
+                    ctx.compile_function[correlate_tensor_core_kernel[s]](),
                     rebind[F32Ptr](output), rebind[F32Ptr](input), rebind[F32Ptr](kernel),
                     Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0),
                     grid_dim=grid,

@@ -4,7 +4,8 @@ each dtype the PyTorch op accepts, so that `mojo build --target-accelerator X
 tests/test_gpu_targets.py runs it; nothing here is meant to be executed."""
 
 from max.gpu.host import DeviceContext
-from kernels.gpu import correlate_gpu, grad_kernel_gpu
+from kernels.common import accum_type
+from kernels.gpu import correlate_gpu, grad_kernel_gpu, grad_kernel_scratch
 
 
 def instantiate[dtype: DType](ctx: DeviceContext) raises:
@@ -15,8 +16,9 @@ def instantiate[dtype: DType](ctx: DeviceContext) raises:
     var out = rebind[P](a.unsafe_ptr())
     var x = rebind[P](b.unsafe_ptr())
     var taps = rebind[P](w.unsafe_ptr())
-    correlate_gpu[dtype](ctx, out, x, taps, 1, 16, 4, 0, False)
-    grad_kernel_gpu[dtype](ctx, taps, x, out, 1, 16, 4)
+    var partials = ctx.enqueue_create_buffer[accum_type[dtype]](grad_kernel_scratch(1, 16, 4))
+    correlate_gpu[dtype](ctx, ctx.stream(), out, x, taps, 1, 16, 4, 0, False)
+    grad_kernel_gpu[dtype](ctx, ctx.stream(), taps, x, out, rebind[Pointer[Scalar[accum_type[dtype]], MutAnyOrigin]](partials.unsafe_ptr()), 1, 16, 4)
 
 
 def main() raises:

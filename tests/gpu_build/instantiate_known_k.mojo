@@ -12,7 +12,7 @@ def main() raises:
     comptime P = Pointer[Scalar[DType.float32], MutAnyOrigin]
     var buffer = ctx.enqueue_create_buffer[DType.float32](64)
     var p = rebind[P](buffer.unsafe_ptr())
-    correlate_gpu[DType.float32, known_k=4](ctx, p, p, p, 1, 64, 4, 0, False)
-    correlate_gpu[DType.float32, known_k=15](ctx, p, p, p, 1, 64, 15, 0, False)
-    correlate_gpu[DType.float32, known_k=40](ctx, p, p, p, 1, 64, 40, 0, False)
+    correlate_gpu[DType.float32, known_k=4](ctx, ctx.stream(), p, p, p, 1, 64, 4, 0, False)
+    correlate_gpu[DType.float32, known_k=15](ctx, ctx.stream(), p, p, p, 1, 64, 15, 0, False)
+    correlate_gpu[DType.float32, known_k=40](ctx, ctx.stream(), p, p, p, 1, 64, 40, 0, False)
     ctx.synchronize()
