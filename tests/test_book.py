@@ -486,30 +486,22 @@ def test_with_a_repository_url_links_go_to_the_repository(built_for_repository, 
 
 def test_a_link_to_a_missing_file_stops_the_build(tmp_path):
     """The preprocessor refuses repo: links to files that do not exist."""
-    book = {"items": [{"Chapter": {"name": "x", "content": "[a](repo:no/such/file.txt)", "path": "x.md", "sub_items": []}}]}
     context = {"root": str(BOOK), "config": {"preprocessor": {"repo-files": {"repository-url": ""}}}}
-    result = subprocess.run(
-        [sys.executable, str(BOOK / "build.py"), "preprocess"],
-        input=json.dumps([context, book]),
-        capture_output=True,
-        text=True,
-    )
+
+    def preprocess(content):
+        book = {"items": [{"Chapter": {"name": "x", "content": content, "path": "x.md", "sub_items": []}}]}
+        return subprocess.run(
+            [sys.executable, str(BOOK / "build.py"), "preprocess"],
+            input=json.dumps([context, book]),
+            capture_output=True,
+            text=True,
+        )
+
+    result = preprocess("[a](repo:no/such/file.txt)")
     assert result.returncode != 0 and "repo:no/such/file.txt" in result.stderr
-    book["items"][0]["Chapter"]["content"] = "[a](repo:README.md#the-op) <a href=\"repo:logs\">"
-    result = subprocess.run(
-        [sys.executable, str(BOOK / "build.py"), "preprocess"],
-        input=json.dumps([context, book]),
-        capture_output=True,
-        text=True,
-    )
+    result = preprocess("[a](repo:README.md#the-op) <a href=\"repo:logs\">")
     assert result.returncode != 0, "a folder is not a file"
-    book["items"][0]["Chapter"]["content"] = "[a](repo:README.md#the-op)"
-    result = subprocess.run(
-        [sys.executable, str(BOOK / "build.py"), "preprocess"],
-        input=json.dumps([context, book]),
-        capture_output=True,
-        text=True,
-    )
+    result = preprocess("[a](repo:README.md#the-op)")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["items"][0]["Chapter"]["content"] == "[a](files/README.md#the-op)"
 
