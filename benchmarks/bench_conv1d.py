@@ -3,11 +3,12 @@
 On a CUDA machine, for each dtype, N in 2^10..2^28 and K in {4, 16, 64, 256},
 in one process:
   mojo        the project's PyTorch op (mojo_conv1d.conv1d)
-  max_graph   the same Mojo op's MAX Graph, model.execute on buffers made once
+  max_graph   the same Mojo kernels through a MAX Graph (how the op ran before)
   cudnn       torch.nn.functional.conv1d on an input padded beforehand
   triton      a plain Triton kernel of the same op (one output per lane, K static)
   copy        a device copy of the same bytes (the roofline)
-Every result is checked against a float64 reference before it is timed.
+Every result is checked against a float64 reference before it is timed,
+and every call allocates its output.
 Kernel time comes from the profiler (device time of the kernels one call
 launches); call time is wall clock per call over back-to-back calls.
 Then the per-call overhead at N=15 and the cost of a new length.
@@ -90,7 +91,8 @@ def wall_time_per_call(fn, calls: int, sync) -> float:
 
 
 def triton_conv1d():
-    """A plain Triton version: each lane computes one output, K is static."""
+    """A plain Triton version: each lane computes one output, K is static.
+    Like the other methods, a call allocates its output."""
     import triton
     import triton.language as tl
 
@@ -104,7 +106,8 @@ def triton_conv1d():
             acc += x * w
         tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=offs < n)
 
-    def run(x, w, out):
+    def run(x, w):
+        out = torch.empty_like(x)
         n = x.numel()
         kernel[(triton.cdiv(n, 1024),)](x, w, out, n, K=w.numel(), BLOCK=1024)
         return out
@@ -113,27 +116,38 @@ def triton_conv1d():
 
 
 def max_graph_conv1d(dtype: torch.dtype):
-    """The op's MAX graph (the package's conv1d_forward, symbolic lengths),
-    executed directly on buffers made once: no PyTorch layer, no DLPack per call."""
-    from max.driver import Buffer
+    """The package's Mojo op conv1d_forward in a one-node MAX Graph (symbolic
+    lengths), the way the op ran before it launched on PyTorch's stream: MAX
+    runs it on its own stream, and each call allocates its output with torch
+    and hands the three tensors to MAX through DLPack."""
+    from max.driver import Accelerator, Buffer
+    from max.engine import InferenceSession
+    from max.experimental.torch.torch import torch_dtype_to_max
+    from max.graph import BufferType, DeviceRef, Graph, KernelLibrary, TensorType, ops
 
-    from mojo_conv1d import _gpu
+    from mojo_conv1d import build
 
-    device = torch.device("cuda", torch.cuda.current_device())
-    model = _gpu.model("conv1d_forward", dtype, device)
-    buffers = {}
+    index = torch.cuda.current_device()
+    accelerator = Accelerator(index)
+    library = KernelLibrary()
+    library.load_paths([build.kernel_package()])
+    max_dtype, ref = torch_dtype_to_max(dtype), DeviceRef.GPU(index)
+    types = [BufferType(max_dtype, ("rows", "n"), ref), TensorType(max_dtype, ("rows", "n"), ref),
+             TensorType(max_dtype, ("k",), ref)]
+    with Graph(f"conv1d_forward_{max_dtype.name}", input_types=types, kernel_library=library) as graph:
+        ops.inplace_custom("conv1d_forward", ref, list(graph.inputs))
+        graph.output()
+    model = InferenceSession(devices=[accelerator]).load(graph)
+    stream = accelerator.default_queue.native_stream_handle
 
-    def run(x, w, out):
-        key = (x.data_ptr(), w.data_ptr(), out.data_ptr())
-        if key not in buffers:
-            buffers.clear()
-            buffers[key] = [Buffer.from_dlpack(t) for t in (out.view(1, -1), x.view(1, -1), w)]
-        model.execute(*buffers[key])
+    def run(x, w):
+        out = torch.empty_like(x)
+        # Handed over without DLPack's stream sync (sync() below orders the streams).
+        model.execute(*[Buffer._from_dlpack(t.__dlpack__(), accelerator, stream) for t in (out.view(1, -1), x.view(1, -1), w)])
         return out
 
     def sync():
-        # The graph runs on MAX's own stream; wait for the whole device.
-        _gpu.gpu(device)[0].synchronize()
+        accelerator.synchronize()
         torch.cuda.synchronize()
 
     return run, sync
@@ -156,16 +170,14 @@ def bench_gpu(args) -> list[dict]:
             for k in KERNEL_SIZES:
                 w = torch.randn(k, device="cuda").to(dtype)
                 padded = F.pad(x.view(1, 1, -1), (0, k - 1))
-                out = torch.empty_like(x)
-                graph_out = torch.empty_like(x)
                 methods = {
                     "mojo": lambda: conv1d(x, w),
-                    "max_graph": lambda: graph_run(x, w, graph_out),
+                    "max_graph": lambda: graph_run(x, w),
                     "cudnn": lambda: F.conv1d(padded, w.view(1, 1, -1)).view(-1),
                     "copy": lambda: dst.copy_(src),
                 }
                 if triton_run is not None:
-                    methods["triton"] = lambda: triton_run(x, w, out)
+                    methods["triton"] = lambda: triton_run(x, w)
                 calls = max(3, min(200, (2**26 // n) * 4))
                 for name, fn in methods.items():
                     result = fn()
@@ -271,14 +283,15 @@ def bench_overhead(device: str) -> list[dict]:
         methods["F.conv1d torch.compile reduce-overhead"] = lambda: torch_graphed(x, w)
         try:
             run = triton_conv1d()
-            out = torch.empty_like(x)
-            methods["triton launch"] = lambda: run(x, w, out)
+            methods["triton launch"] = lambda: run(x, w)
         except ImportError:
             pass
     for name, fn in methods.items():
         for _ in range(3):  # compiled, and for reduce-overhead recorded, before timing
             fn()
         rows.append(dict(device=device, what=f"per call, N=15: {name}", us=wall_time_per_call(fn, 2000, sync) * 1e6))
+    if device == "cuda":
+        rows += bench_models_steps()
     for n in (12_345, 54_321):
         fresh = torch.randn(n, device=device)
         start = time.perf_counter()
@@ -287,6 +300,40 @@ def bench_overhead(device: str) -> list[dict]:
         rows.append(dict(device=device, what=f"first call at a new length N={n}", us=(time.perf_counter() - start) * 1e6))
     for row in rows:
         print(f"{row['device']:5} {row['what']:45} {row['us']:12.1f} us")
+    return rows
+
+
+def bench_models_steps() -> list[dict]:
+    """What a model sees: a training step (forward, then backward to both
+    arguments) and a forward pass over a batch of rows, against F.conv1d on
+    the same rows zero-padded on the right."""
+    rows = []
+
+    def torch_conv1d(x, w):
+        return F.conv1d(F.pad(x.unsqueeze(1), (0, w.numel() - 1)), w.view(1, 1, -1)).squeeze(1)
+
+    for shape in ((8, 2**14), (8, 2**20)):
+        x = torch.randn(shape, device="cuda", requires_grad=True)
+        w = torch.randn(4, device="cuda", requires_grad=True)
+        grad = torch.randn(shape, device="cuda")
+        for name, op in (("mojo", conv1d), ("F.conv1d", torch_conv1d)):
+            def step(op=op):
+                x.grad = w.grad = None
+                op(x, w).backward(grad)
+
+            step()
+            torch.testing.assert_close(x.grad.double(), ops._conv1d_grad_input(grad, w.detach()).double(), rtol=1e-4, atol=1e-4)
+            calls = 200 if shape[1] <= 2**14 else 20
+            rows.append(dict(device="cuda", what=f"training step {shape} float32 K=4: {name}",
+                             us=wall_time_per_call(step, calls, torch.cuda.synchronize) * 1e6))
+    x = torch.randn(32, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4, device="cuda", dtype=torch.bfloat16)
+    padded = F.pad(x.unsqueeze(1), (0, 3))
+    for name, fn in (("mojo", lambda: conv1d(x, w)),
+                     ("F.conv1d", lambda: F.conv1d(padded, w.view(1, 1, -1)).squeeze(1))):
+        torch.testing.assert_close(fn().float(), torch_conv1d(x.float(), w.float()), rtol=2e-2, atol=2e-2)
+        rows.append(dict(device="cuda", what=f"forward (32, 4096) bfloat16 K=4: {name}",
+                         us=wall_time_per_call(fn, 2000, torch.cuda.synchronize) * 1e6))
     return rows
 
 

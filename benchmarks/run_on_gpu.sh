@@ -43,7 +43,7 @@ case "$step" in
   tests)
     # The CPU half of these tests runs in CI; here, the CUDA half.
     python3 -m pytest -q -p no:cacheprovider --timeout 120 -k "cuda or reduce_overhead or ordered_with or devices_must" \
-      tests/test_conv1d_op.py tests/test_autograd.py tests/test_puzzle.py "$@" 2>&1 | tee -a "$log"
+      tests/test_conv1d_op.py tests/test_autograd.py tests/test_devices.py tests/test_puzzle.py "$@" 2>&1 | tee -a "$log"
     ;;
   bench)
     python3 benchmarks/bench_conv1d.py --out "$out/$name" "$@" 2>&1 | tee -a "$log"

@@ -8,9 +8,11 @@ imported once per process.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +31,21 @@ _lock = threading.Lock()
 _module: ModuleType | None = None
 
 
+@contextlib.contextmanager
+def mojo_interop_env_kept() -> Iterator[None]:
+    """Loading a Mojo extension inside this block leaves the C environment's
+    _MOJO_INTEROP_ENV as they were."""
+    saved = {name: os.environ.get(name) for name in _MOJO_INTEROP_ENV}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.unsetenv(name)
+            else:
+                os.putenv(name, value)
+
+
 def module() -> ModuleType:
     """cpu_ops, built unless cached, then imported; once per process."""
     global _module
@@ -39,13 +56,8 @@ def module() -> ModuleType:
             library = build.extension_module(SOURCE)
             spec = importlib.util.spec_from_file_location("cpu_ops", library)
             loaded = importlib.util.module_from_spec(spec)
-            saved = {name: os.environ.get(name) for name in _MOJO_INTEROP_ENV}
-            spec.loader.exec_module(loaded)
-            for name, value in saved.items():
-                if value is None:
-                    os.unsetenv(name)
-                else:
-                    os.putenv(name, value)
+            with mojo_interop_env_kept():
+                spec.loader.exec_module(loaded)
             _module = loaded
     return _module
 
@@ -57,11 +69,13 @@ def run(name: str, *tensors: torch.Tensor) -> None:
     code = DTYPE_CODES[tensors[0].dtype]
     if name == "conv1d_grad_kernel":
         grad_kernel, grad_output, input = tensors
-        rows, n = input.shape
+        n = input.shape[-1]
+        rows = input.numel() // n
         cpu_ops.grad_kernel(code, grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(), rows, n, grad_kernel.shape[0])
         return
     output, input, kernel = tensors
-    rows, n = input.shape
+    n = input.shape[-1]
+    rows = input.numel() // n
     k = kernel.shape[0]
     shift, flip = {"conv1d_forward": (0, 0), "conv1d_grad_input": (k - 1, 1)}[name]
     cpu_ops.correlate(code, output.data_ptr(), input.data_ptr(), kernel.data_ptr(), rows, n, k, shift, flip)

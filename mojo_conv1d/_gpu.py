@@ -1,124 +1,103 @@
-"""The CUDA path: each Mojo op of the kernel package in a one-node MAX graph,
-ordered with PyTorch's current stream.
+"""The CUDA (and ROCm) path: the Mojo kernels launched from a Python extension
+module (gpu_ops.mojo) onto PyTorch's current stream of the tensors' device.
 
-The graphs' lengths are symbolic, so one compiled graph per (op, dtype,
-device) serves every length; the op writes in place into the buffer PyTorch
-allocated. MAX launches on its own stream, so a pair of events fences it with
-PyTorch's stream around each launch; the same fence lets a CUDA graph capture
-record the launch as a node.
+Because the launch is on PyTorch's stream, a call is ordered with the torch
+ops around it, the caching allocator's reuse of freed memory is safe, and a
+CUDA graph capture records the kernels like any other. The extension is built
+on first use for the GPU's architecture (build.py) and imported once per
+process; each GPU gets one Mojo DeviceContext, made on its first call.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from pathlib import Path
+from types import ModuleType
 
 import torch
-from max.driver import Accelerator, Buffer
-from max.dtype import DType
-from max.engine import InferenceSession, Model
-from max.experimental.torch.torch import torch_dtype_to_max
-from max.graph import BufferType, DeviceRef, Graph, KernelLibrary, TensorType, ops
 
-from . import build
+from . import _cpu, build
 
-# Each Mojo op takes (output, *inputs) and writes its result into the output
-# buffer in place; these are their shapes, by symbolic dimension name.
-SIGNATURES = {
-    "conv1d_forward": ([("rows", "n")], [("rows", "n"), ("k",)]),
-    "conv1d_grad_input": ([("rows", "n")], [("rows", "n"), ("k",)]),
-    "conv1d_grad_kernel": ([("k",)], [("rows", "n"), ("rows", "n")]),
-}
+SOURCE = Path(__file__).with_name("gpu_ops.mojo")
+DTYPE_CODES = _cpu.DTYPE_CODES  # the same codes: gpu_ops.DTYPES
+SCRATCH_DTYPES = {torch.float64: torch.float64}  # grad_kernel's partial sums: float32 unless float64
+
+# The address of PyTorch's current stream on a device (what torch.compile's
+# generated code asks for); absent from builds of torch without CUDA.
+current_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 _lock = threading.Lock()
-_kernels: KernelLibrary | None = None
-_sessions: dict[torch.device, InferenceSession] = {}
-_models: dict[tuple[str, torch.dtype, torch.device], Model] = {}
-_gpus: dict[torch.device, tuple[Accelerator, torch.cuda.ExternalStream]] = {}
+_modules: dict[str, ModuleType] = {}
+# Per device index: (the extension built for its architecture, its context).
+_devices: dict[int, tuple[ModuleType, int]] = {}
 
 
-def gpu(device: torch.device) -> tuple[Accelerator, torch.cuda.ExternalStream]:
-    """MAX's handle of this GPU and its stream (as a torch stream object)."""
-    if (found := _gpus.get(device)) is None:
-        accelerator = Accelerator(device.index)
-        stream = torch.cuda.ExternalStream(accelerator.default_queue.native_stream_handle, device=device)
-        found = _gpus.setdefault(device, (accelerator, stream))
+def architecture(index: int) -> str:
+    """The `--target-accelerator` of this GPU: sm_XY on NVIDIA, gfxNNN on AMD."""
+    properties = torch.cuda.get_device_properties(index)
+    if torch.version.hip:
+        return properties.gcnArchName.split(":")[0]
+    return f"sm_{properties.major}{properties.minor}"
+
+
+def _module(target: str) -> ModuleType:
+    if (found := _modules.get(target)) is None:
+        library = build.extension_module(SOURCE, target_accelerator=target)
+        spec = importlib.util.spec_from_file_location("gpu_ops", library)
+        found = importlib.util.module_from_spec(spec)
+        with _cpu.mojo_interop_env_kept():
+            spec.loader.exec_module(found)
+        _modules[target] = found
     return found
 
 
-def model(name: str, dtype: torch.dtype, device: torch.device) -> Model:
-    """The Mojo op `name` in a one-node MAX graph, compiled once per process
-    for this dtype and device."""
-    key = (name, dtype, device)
-    if (found := _models.get(key)) is not None:
+def device(index: int) -> tuple[ModuleType, int]:
+    """gpu_ops for this GPU and the address of its Mojo DeviceContext."""
+    if (found := _devices.get(index)) is not None:
         return found
-    global _kernels
     with _lock:
-        if (found := _models.get(key)) is not None:
-            return found
-        if _kernels is None:
-            _kernels = KernelLibrary()
-            _kernels.load_paths([build.kernel_package()])
-        if (session := _sessions.get(device)) is None:
-            session = _sessions[device] = InferenceSession(devices=[gpu(device)[0]])
-        max_dtype: DType = torch_dtype_to_max(dtype)
-        ref = DeviceRef.GPU(device.index)
-        outputs, inputs = SIGNATURES[name]
-        types = [BufferType(max_dtype, shape, ref) for shape in outputs]
-        types += [TensorType(max_dtype, shape, ref) for shape in inputs]
-        with Graph(f"{name}_{max_dtype.name}_cuda{device.index}", input_types=types, kernel_library=_kernels) as graph:
-            ops.inplace_custom(name, ref, list(graph.inputs))
-            graph.output()
-        found = _models[key] = session.load(graph)
-        return found
-
-
-class _StreamFence:
-    """Orders MAX's stream with PyTorch's current stream around a launch:
-    `open` makes MAX's stream wait for PyTorch's, `close` makes PyTorch's wait
-    for MAX's. Each thread has its own per device, so its two events are
-    reused by every call and another thread's record cannot move the point
-    this thread waits for."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.accelerator, self.max_stream = gpu(device)
-        self.before, self.after = torch.cuda.Event(), torch.cuda.Event()
-
-    def open(self) -> torch.cuda.Stream:
-        torch_stream = torch.cuda.current_stream(self.device)
-        self.before.record(torch_stream)
-        self.max_stream.wait_event(self.before)
-        return torch_stream
-
-    def close(self, torch_stream: torch.cuda.Stream) -> None:
-        self.after.record(self.max_stream)
-        torch_stream.wait_event(self.after)
-
-
-_local = threading.local()
-
-
-def _fence(device: torch.device) -> _StreamFence:
-    fences = _local.__dict__.setdefault("fences", {})
-    if (fence := fences.get(device)) is None:
-        fence = fences[device] = _StreamFence(device)
-    return fence
+        if (found := _devices.get(index)) is None:
+            module = _module(architecture(index))
+            found = _devices[index] = (module, module.context(index))
+    return found
 
 
 def run(name: str, *tensors: torch.Tensor) -> None:
-    """Mojo op `name` on (output, inputs...) on their GPU. The wait after the
-    launch also covers the caching allocator: memory freed after the op is
-    reused on PyTorch's stream, behind the wait, so no record_stream is needed.
-    During a CUDA graph capture the first wait pulls MAX's stream into the
-    capture and the second joins it back, so the launch is recorded."""
-    device = tensors[0].device
-    if device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    compiled = model(name, tensors[0].dtype, device)
-    fence = _fence(device)
-    torch_stream = fence.open()
-    # The fence orders the buffers already, so DLPack need not sync streams
-    # again (torch's __dlpack__(stream=...) path is slow).
-    handle = fence.max_stream.cuda_stream
-    compiled.execute(*[Buffer._from_dlpack(t.__dlpack__(), fence.accelerator, handle) for t in tensors])
-    fence.close(torch_stream)
+    """Mojo op `name` on (output, inputs...) on their GPU, on PyTorch's current
+    stream there, as conv1d.mojo defines it (see _cpu.run). The tensors'
+    device is made current for the launch when it is not, as a torch op does."""
+    current = torch.cuda.current_device()
+    index = tensors[0].device.index
+    if index is None or index == current:
+        _launch(name, current, tensors)
+    else:
+        with torch.cuda.device(index):
+            _launch(name, index, tensors)
+
+
+def _launch(name: str, index: int, tensors: tuple[torch.Tensor, ...]) -> None:
+    gpu_ops, context = _devices.get(index) or device(index)
+    stream = current_raw_stream(index)
+    dtype = tensors[0].dtype
+    code = DTYPE_CODES[dtype]
+    if name == "conv1d_grad_kernel":
+        grad_kernel, grad_output, input = tensors
+        n = input.shape[-1]
+        rows = input.numel() // n
+        k = grad_kernel.shape[0]
+        # From PyTorch's caching allocator on this stream: reused only by
+        # work queued behind the kernels that read it.
+        scratch_dtype = SCRATCH_DTYPES.get(dtype, torch.float32)
+        scratch = torch.empty(gpu_ops.grad_kernel_scratch(rows, n, k), dtype=scratch_dtype, device=input.device)
+        gpu_ops.grad_kernel(
+            context, stream, code, grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(),
+            scratch.data_ptr(), rows, n, k,
+        )
+        return
+    output, input, kernel = tensors
+    n = input.shape[-1]
+    rows = input.numel() // n
+    k = kernel.shape[0]
+    shift, flip = (0, 0) if name == "conv1d_forward" else (k - 1, 1)
+    gpu_ops.correlate(context, stream, code, output.data_ptr(), input.data_ptr(), kernel.data_ptr(), rows, n, k, shift, flip)

@@ -110,12 +110,15 @@ def kernel_package(source: Path = KERNELS) -> Path:
     return _build(f"{source.name}.mojoc", _mojo_files(source), ["precompile", str(source)])
 
 
-def extension_module(source: Path, include: Path = KERNELS) -> Path:
+def extension_module(source: Path, include: Path = KERNELS, target_accelerator: str | None = None) -> Path:
     """A Mojo Python extension module (a file with `PyInit_<name>`) built as a
-    shared library, with the package `include` importable from it."""
+    shared library, with the package `include` importable from it; its GPU
+    kernels for `target_accelerator` (sm_90, gfx942, ...) when given."""
     source = source.resolve()
     sources = [source, *_mojo_files(include)]
     command = ["build", str(source), "--emit", "shared-lib", "-I", str(include.resolve().parent)]
+    if target_accelerator is not None:
+        command += ["--target-accelerator", target_accelerator]
     return _build(f"{source.stem}.so", sources, command)
 
 

@@ -3,6 +3,7 @@
 writes one assembly file per kernel instantiation beside its output (PTX,
 AMDGCN, or for Apple the LLVM IR of Metal's AIR)."""
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -105,3 +106,30 @@ def test_known_taps_compile_only_their_kernels(tmp_path):
     # Window: the short shape (4 taps) and the long one (15); tiled: one
     # instantiation serves 15 and 40; tensor cores: their three step counts.
     assert counts == {"window": 2, "tiled": 1, "tensor_cores": 3, "grad_kernel": 0}, names
+
+
+@pytest.mark.parametrize("target", ["sm_90", "gfx942"])
+def test_gpu_extension_builds_for(target):
+    """gpu_ops.mojo, the module the CUDA (or ROCm) path loads, built the way
+    _gpu.py builds it on a GPU machine; it loads here too, where only making
+    a context would fail. Its library holds every kernel for the target: on
+    sm_90 the 20 of the window, tiled and grad_kernel families and the 3 on
+    the tensor cores, as PTX."""
+    from mojo_conv1d import _cpu, _gpu, build
+
+    library = build.extension_module(_gpu.SOURCE, target_accelerator=target)
+    data = library.read_bytes()
+    families = {family: data.count(f"kernels_{family}_".encode()) for family in ("window", "tiled", "grad_kernel", "tensor_cores")}
+    if target == "sm_90":
+        entries = re.findall(rb"\.visible \.entry kernels_([a-z]+(?:_cores)?)_", data)
+        assert len(entries) == 23, entries
+        assert entries.count(b"tensor_cores") == 3, entries
+    else:
+        assert families["tensor_cores"] == 0 and all(families[f] for f in ("window", "tiled", "grad_kernel")), families
+    spec = importlib.util.spec_from_file_location("gpu_ops", library)
+    module = importlib.util.module_from_spec(spec)
+    with _cpu.mojo_interop_env_kept():
+        spec.loader.exec_module(module)
+    assert {"context", "correlate", "grad_kernel", "grad_kernel_scratch"} <= set(dir(module))
+    # One partial sum per tap and first-pass block, as gpu.mojo computes it.
+    assert module.grad_kernel_scratch(8, 2**14, 4) % 4 == 0 and module.grad_kernel_scratch(1, 16, 3) == 3
