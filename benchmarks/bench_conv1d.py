@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mojo_conv1d import conv1d, ops
+from mojo_conv1d import _cpu, conv1d, ops
 
 KERNEL_SIZES = (4, 16, 64, 256)
 
@@ -77,17 +77,22 @@ def _is_kernel(name: str) -> bool:
     return not name.startswith(("Memcpy HtoD", "Memcpy DtoH", "Memset", "cudaDevice", "ProfilerStep"))
 
 
-def wall_time_per_call(fn, calls: int, sync) -> float:
-    """Median over 5 rounds of wall clock per call for back-to-back calls."""
-    rounds = []
-    for _ in range(5):
-        sync()
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        sync()
-        rounds.append((time.perf_counter() - start) / calls)
-    return statistics.median(rounds)
+def wall_times_per_call(methods: dict, calls: int, syncs: dict | None = None, rounds: int = 7) -> dict:
+    """Median over `rounds` of wall clock per call for back-to-back calls, per
+    method. The rounds go round-robin over the methods, so that a slow spell
+    of the machine (the host's jitter moves a 20 us call by as much again)
+    falls on all of them alike."""
+    times = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            sync = (syncs or {}).get(name, torch.cuda.synchronize)
+            sync()
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync()
+            times[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def triton_conv1d():
@@ -179,16 +184,17 @@ def bench_gpu(args) -> list[dict]:
                 if triton_run is not None:
                     methods["triton"] = lambda: triton_run(x, w)
                 calls = max(3, min(200, (2**26 // n) * 4))
+                kernel_s = {}
                 for name, fn in methods.items():
                     result = fn()
                     graph_sync()  # the MAX Graph runs on MAX's stream
                     if name != "copy":
                         check(name, result, x, w)
-                    sync = graph_sync if name == "max_graph" else torch.cuda.synchronize
-                    kernel_s = profiled_kernel_time(fn, calls)
-                    call_s = wall_time_per_call(fn, calls, sync)
+                    kernel_s[name] = profiled_kernel_time(fn, calls)
+                call_s = wall_times_per_call(methods, calls, {"max_graph": graph_sync}, rounds=5)
+                for name in methods:
                     rows.append(dict(device="cuda", dtype=str(dtype).removeprefix("torch."), n=n, k=k,
-                                     method=name, kernel_us=kernel_s * 1e6, call_us=call_s * 1e6,
+                                     method=name, kernel_us=kernel_s[name] * 1e6, call_us=call_s[name] * 1e6,
                                      bytes=(2 * n + k) * x.element_size()))
                 print_group(rows[-len(methods):])
     return rows
@@ -214,7 +220,7 @@ def bench_cpu(args) -> list[dict]:
             padded_np = padded.view(-1).numpy()
 
             def mojo_kernel():  # what the op runs after allocating its output
-                ops._run("conv1d_forward", kernel_out, x.view(1, -1), w)
+                _cpu.run("conv1d_forward", kernel_out, x.view(1, -1), w)
                 return kernel_out.view(-1)
 
             # The kernel alone runs after torch's conv1d, whose temporaries
@@ -289,7 +295,9 @@ def bench_overhead(device: str) -> list[dict]:
     for name, fn in methods.items():
         for _ in range(3):  # compiled, and for reduce-overhead recorded, before timing
             fn()
-        rows.append(dict(device=device, what=f"per call, N=15: {name}", us=wall_time_per_call(fn, 2000, sync) * 1e6))
+    syncs = {name: sync for name in methods}
+    for name, seconds in wall_times_per_call(methods, 2000, syncs).items():
+        rows.append(dict(device=device, what=f"per call, N=15: {name}", us=seconds * 1e6))
     if device == "cuda":
         rows += bench_models_steps()
     for n in (12_345, 54_321):
@@ -316,6 +324,7 @@ def bench_models_steps() -> list[dict]:
         x = torch.randn(shape, device="cuda", requires_grad=True)
         w = torch.randn(4, device="cuda", requires_grad=True)
         grad = torch.randn(shape, device="cuda")
+        steps = {}
         for name, op in (("mojo", conv1d), ("F.conv1d", torch_conv1d)):
             def step(op=op):
                 x.grad = w.grad = None
@@ -323,17 +332,17 @@ def bench_models_steps() -> list[dict]:
 
             step()
             torch.testing.assert_close(x.grad.double(), ops._conv1d_grad_input(grad, w.detach()).double(), rtol=1e-4, atol=1e-4)
-            calls = 200 if shape[1] <= 2**14 else 20
-            rows.append(dict(device="cuda", what=f"training step {shape} float32 K=4: {name}",
-                             us=wall_time_per_call(step, calls, torch.cuda.synchronize) * 1e6))
+            steps[name] = step
+        for name, seconds in wall_times_per_call(steps, 200 if shape[1] <= 2**14 else 20).items():
+            rows.append(dict(device="cuda", what=f"training step {shape} float32 K=4: {name}", us=seconds * 1e6))
     x = torch.randn(32, 4096, device="cuda", dtype=torch.bfloat16)
     w = torch.randn(4, device="cuda", dtype=torch.bfloat16)
     padded = F.pad(x.unsqueeze(1), (0, 3))
-    for name, fn in (("mojo", lambda: conv1d(x, w)),
-                     ("F.conv1d", lambda: F.conv1d(padded, w.view(1, 1, -1)).squeeze(1))):
+    forwards = {"mojo": lambda: conv1d(x, w), "F.conv1d": lambda: F.conv1d(padded, w.view(1, 1, -1)).squeeze(1)}
+    for fn in forwards.values():
         torch.testing.assert_close(fn().float(), torch_conv1d(x.float(), w.float()), rtol=2e-2, atol=2e-2)
-        rows.append(dict(device="cuda", what=f"forward (32, 4096) bfloat16 K=4: {name}",
-                         us=wall_time_per_call(fn, 2000, torch.cuda.synchronize) * 1e6))
+    for name, seconds in wall_times_per_call(forwards, 2000).items():
+        rows.append(dict(device="cuda", what=f"forward (32, 4096) bfloat16 K=4: {name}", us=seconds * 1e6))
     return rows
 
 

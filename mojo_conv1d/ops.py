@@ -16,6 +16,7 @@ i.e. a cross-correlation with zero padding on the right; out has input's shape.
 from __future__ import annotations
 
 import torch
+from torch.autograd import forward_ad
 
 from . import _cpu, _gpu
 
@@ -173,4 +174,18 @@ def conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     float16, bfloat16, float32 and float64 on cpu and cuda; sums accumulate in
     float32 (float64 for float64). Differentiable in both arguments."""
     _check_args(input, kernel)
-    return _conv1d(input, kernel)
+    if forward_ad._current_level >= 0 and any(forward_ad.unpack_dual(t).tangent is not None for t in (input, kernel)):
+        # The autograd formula is reverse-mode only; torch would drop the tangent silently.
+        raise NotImplementedError("conv1d: forward-mode AD (dual tensors) is not supported; use backward()")
+    if (
+        (torch.is_grad_enabled() and (input.requires_grad or kernel.requires_grad))
+        or torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+    ):
+        return _conv1d(input, kernel)
+    # Nothing to differentiate: the op's autograd kernel (Python, from
+    # register_autograd) would only pass the call on, at a cost of a few
+    # microseconds, so the call goes to the kernels below it. Every other
+    # dispatcher layer (fake tensors, modes, subclasses) still applies.
+    with torch._C._AutoDispatchBelowAutograd():
+        return _conv1d(input, kernel)

@@ -12,7 +12,7 @@ import torch
 from conftest import DEVICES, REPO, needs_cuda
 from reference import assert_close, random, torch_conv1d
 
-from mojo_conv1d import SUPPORTED_DTYPES, _cpu, build, conv1d, ops
+from mojo_conv1d import SUPPORTED_DTYPES, _cpu, _gpu, build, conv1d, ops
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -90,8 +90,8 @@ def test_compile_reduce_overhead_replays_the_op_from_a_cuda_graph(monkeypatch):
     # extension-cpp's stream-sync test) and recorded in the CUDA graph: once
     # recorded, a call replays the graph without running the op's Python body.
     launches = []
-    run = ops._run
-    monkeypatch.setattr(ops, "_run", lambda name, *tensors: (launches.append(name), run(name, *tensors)))
+    launch = _gpu._launch
+    monkeypatch.setattr(_gpu, "_launch", lambda name, *args: (launches.append(name), launch(name, *args)))
     model = Smoother(5, "cuda")
     compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
     inputs = [random((8, 64), "cuda", seed=seed) for seed in range(6)]
@@ -267,3 +267,48 @@ def test_training_example_converges(capsys):
     spec.loader.exec_module(example)
     assert example.main(["--device", "cpu"]) == 0
     assert "✅ converged" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap's loop over the op: expected
+@pytest.mark.parametrize("device", DEVICES)
+def test_calls_without_gradients_skip_autograd_but_not_the_dispatcher(device):
+    """With nothing to differentiate, conv1d goes below the op's autograd
+    kernel (docs/call_cost.md); the result is the same, it records no graph,
+    and the dispatcher's other layers still see the op (here a dispatch mode,
+    as torch's profilers and FakeTensor use) and vmap still works."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    x = random((3, 500), device, seed=21, requires_grad=True)
+    w = random(7, device, seed=22, requires_grad=True)
+    with_graph = conv1d(x, w)
+    assert with_graph.grad_fn is not None
+    with torch.no_grad():
+        plain = conv1d(x, w)
+    assert plain.grad_fn is None and not plain.requires_grad
+    assert torch.equal(plain, with_graph.detach())
+    assert conv1d(x.detach(), w.detach()).grad_fn is None
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Seen() as seen:
+        conv1d(x.detach(), w.detach())
+    assert "mojo_conv1d.conv1d.default" in seen.ops
+    batched = torch.func.vmap(lambda row: conv1d(row, w.detach()))(x.detach())
+    torch.testing.assert_close(batched, plain)
+
+
+def test_forward_mode_ad_raises_instead_of_dropping_the_tangent():
+    import torch.autograd.forward_ad as fwAD
+
+    x, w = random(20, "cpu", seed=23), random(3, "cpu", seed=24)
+    with fwAD.dual_level():
+        with pytest.raises(NotImplementedError, match="forward-mode AD"):
+            conv1d(fwAD.make_dual(x, torch.ones_like(x)), w)
+        assert torch.equal(conv1d(x, w), conv1d(x.clone(), w))  # plain tensors inside the level still work
