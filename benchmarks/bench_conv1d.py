@@ -78,12 +78,12 @@ def _is_kernel(name: str) -> bool:
 
 
 def wall_times_per_call(methods: dict, calls: int, syncs: dict | None = None, rounds: int = 7) -> dict:
-    """Median over `rounds` of wall clock per call for back-to-back calls, per
-    method. The rounds go round-robin over the methods, so that a slow spell
+    """Median over `rounds` (after one more, untimed) of wall clock per call
+    for back-to-back calls, per method. The rounds go round-robin over the methods, so that a slow spell
     of the machine (the host's jitter moves a 20 us call by as much again)
     falls on all of them alike."""
     times = {name: [] for name in methods}
-    for _ in range(rounds):
+    for _ in range(rounds + 1):
         for name, fn in methods.items():
             sync = (syncs or {}).get(name, torch.cuda.synchronize)
             sync()
@@ -92,7 +92,8 @@ def wall_times_per_call(methods: dict, calls: int, syncs: dict | None = None, ro
                 fn()
             sync()
             times[name].append((time.perf_counter() - start) / calls)
-    return {name: statistics.median(t) for name, t in times.items()}
+    # The first round only warms up (the allocator's pool, the host's clocks).
+    return {name: statistics.median(t[1:]) for name, t in times.items()}
 
 
 def triton_conv1d():

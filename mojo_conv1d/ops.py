@@ -140,8 +140,15 @@ def _save_both(ctx, inputs, output):
 
 def _conv1d_backward(ctx, grad):
     x, w = ctx.saved_tensors
-    dx = _conv1d_grad_input(grad, w) if ctx.needs_input_grad[0] else None
-    dw = _conv1d_grad_kernel(grad, x, w.shape[0]) if ctx.needs_input_grad[1] else None
+    if torch.is_grad_enabled() or torch._C._are_functorch_transforms_active():
+        dx = _conv1d_grad_input(grad, w) if ctx.needs_input_grad[0] else None
+        dw = _conv1d_grad_kernel(grad, x, w.shape[0]) if ctx.needs_input_grad[1] else None
+        return dx, dw
+    # A backward pass that records no graph (no create_graph): as in conv1d
+    # below, the ops' autograd kernels would only pass the calls on.
+    with torch._C._AutoDispatchBelowAutograd():
+        dx = _conv1d_grad_input(grad, w) if ctx.needs_input_grad[0] else None
+        dw = _conv1d_grad_kernel(grad, x, w.shape[0]) if ctx.needs_input_grad[1] else None
     return dx, dw
 
 
