@@ -1,11 +1,12 @@
 """The conv1d custom ops that MAX graphs and PyTorch (through CustomOpLibrary) call.
 
 `conv1d` is the puzzle's op: its sizes are compile-time parameters, passed from
-Python as `ops.conv1d[{"input_size": N, "conv_size": K}]`. The other three ops
-back the trainable PyTorch operator (`mojo_conv1d`): their sizes are read at
-run time, so one compiled graph serves every length. All of them run the same
-kernels: gpu.mojo's correlate_gpu and grad_kernel_gpu, cpu.mojo's correlate_cpu
-and grad_kernel_cpu.
+Python as `ops.conv1d[{"input_size": N, "conv_size": K}]`. `conv1d_forward`
+is the same sum over rows with its sizes read at run time, so one compiled
+graph serves every length; the benchmark runs it as its MAX Graph column.
+Both run gpu.mojo's correlate_gpu or cpu.mojo's correlate_cpu. (The
+trainable PyTorch op calls those kernels from Python extension modules,
+gpu_ops.mojo and cpu_ops.mojo, without MAX.)
 """
 
 import extensibility
@@ -13,9 +14,8 @@ from extensibility import InputTensor, IOSpec, ManagedTensorSlice, OutputTensor
 from extensibility.managed_tensor_slice import IO
 from max.gpu.host import DeviceContext
 
-from .cpu import correlate_cpu, grad_kernel_cpu
-from .common import accum_type
-from .gpu import correlate_gpu, grad_kernel_gpu, grad_kernel_scratch
+from .cpu import correlate_cpu
+from .gpu import correlate_gpu
 
 
 comptime Ptr[dtype: DType] = Pointer[Scalar[dtype], MutAnyOrigin]
@@ -105,64 +105,3 @@ struct Conv1DForward:
             shift=0,
             flip=False,
         )
-
-
-@extensibility.register("conv1d_grad_input")
-struct Conv1DGradInput:
-    """Gradient for the input: grad_input[r, m] = sum over j <= m of
-    grad_output[r, m - j] * kernel[j],
-    the forward sum over grad_output, shifted left by k - 1, kernel reversed."""
-
-    @staticmethod
-    def execute[
-        target: StaticString, dtype: DType
-    ](
-        grad_input: MutableTensor,
-        grad_output: InputTensor[dtype=dtype, rank=2, static_spec=_],
-        kernel: InputTensor[dtype=dtype, rank=1, static_spec=_],
-        ctx: DeviceContext,
-    ) raises:
-        var k = kernel.dim_size(0)
-        correlate[target, dtype](
-            ctx,
-            rebind[Ptr[dtype]](grad_input.unsafe_ptr()),
-            rebind[Ptr[dtype]](grad_output.unsafe_ptr()),
-            rebind[Ptr[dtype]](kernel.unsafe_ptr()),
-            rows=grad_output.dim_size(0),
-            n=grad_output.dim_size(1),
-            k=k,
-            shift=k - 1,
-            flip=True,
-        )
-
-
-@extensibility.register("conv1d_grad_kernel")
-struct Conv1DGradKernel:
-    """Gradient for the kernel: grad_kernel[j] = sum over r and i + j < n of
-    grad_output[r, i] * input[r, i + j]."""
-
-    @staticmethod
-    def execute[
-        target: StaticString, dtype: DType
-    ](
-        grad_kernel: MutableTensor,
-        grad_output: InputTensor[dtype=dtype, rank=2, static_spec=_],
-        input: InputTensor[dtype=dtype, rank=2, static_spec=_],
-        ctx: DeviceContext,
-    ) raises:
-        var gk = rebind[Ptr[dtype]](grad_kernel.unsafe_ptr())
-        var g = rebind[Ptr[dtype]](grad_output.unsafe_ptr())
-        var x = rebind[Ptr[dtype]](input.unsafe_ptr())
-        var rows = input.dim_size(0)
-        var n = input.dim_size(1)
-        var k = grad_kernel.dim_size(0)
-        comptime if target == "gpu":
-            # The scratch is allocated in the order of ctx's stream, the one
-            # grad_kernel_gpu launches on, and freed after both launches.
-            var partials = ctx.enqueue_create_buffer[accum_type[dtype]](grad_kernel_scratch(rows, n, k))
-            grad_kernel_gpu[dtype](ctx, ctx.stream(), gk, g, x, rebind[Ptr[accum_type[dtype]]](partials.unsafe_ptr()), rows, n, k)
-            _ = partials^
-        elif target == "cpu":
-            grad_kernel_cpu[dtype](gk, g, x, rows, n, k)
-        else:
-            raise Error("conv1d_grad_kernel: no kernel for target '" + target + "' (only cpu and gpu)")
