@@ -62,20 +62,38 @@ def module() -> ModuleType:
     return _module
 
 
+def correlate(output: torch.Tensor, input: torch.Tensor, kernel: torch.Tensor, shift: int, flip: bool, channels: int = 1) -> None:
+    """kernels/cpu.mojo's correlate_cpu on contiguous tensors: rows of input
+    (..., n) into rows of output (..., n_out), row r with filter r % channels
+    of kernel (channels, k)."""
+    n = input.shape[-1]
+    cpu_ops = module()
+    cpu_ops.correlate(
+        DTYPE_CODES[input.dtype], output.data_ptr(), input.data_ptr(), kernel.data_ptr(),
+        input.numel() // n, n, kernel.shape[-1], shift, int(flip), channels, output.shape[-1],
+    )
+
+
+def grad_kernel(grad_kernel: torch.Tensor, grad_output: torch.Tensor, input: torch.Tensor, shift: int = 0, channels: int = 1) -> None:
+    """kernels/cpu.mojo's grad_kernel_cpu on contiguous tensors: grad_kernel
+    (channels, k) from rows of grad_output (..., n_out) and input (..., n)."""
+    n = input.shape[-1]
+    cpu_ops = module()
+    cpu_ops.grad_kernel(
+        DTYPE_CODES[input.dtype], grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(),
+        input.numel() // n, n, grad_kernel.shape[-1], channels, grad_output.shape[-1], shift,
+    )
+
+
 def run(name: str, *tensors: torch.Tensor) -> None:
     """Mojo op `name` on (output, inputs...), as conv1d.mojo defines it: the
     input's gradient is the forward sum shifted by k - 1 with the taps reversed."""
-    cpu_ops = module()
-    code = DTYPE_CODES[tensors[0].dtype]
     if name == "conv1d_grad_kernel":
-        grad_kernel, grad_output, input = tensors
-        n = input.shape[-1]
-        rows = input.numel() // n
-        cpu_ops.grad_kernel(code, grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(), rows, n, grad_kernel.shape[0])
+        grad_kernel(*tensors)
         return
     output, input, kernel = tensors
-    n = input.shape[-1]
-    rows = input.numel() // n
     k = kernel.shape[0]
-    shift, flip = {"conv1d_forward": (0, 0), "conv1d_grad_input": (k - 1, 1)}[name]
-    cpu_ops.correlate(code, output.data_ptr(), input.data_ptr(), kernel.data_ptr(), rows, n, k, shift, flip)
+    if name == "conv1d_forward":
+        correlate(output, input, kernel, 0, False)
+    else:
+        correlate(output, input, kernel, k - 1, True)

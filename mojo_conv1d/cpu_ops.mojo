@@ -21,11 +21,17 @@ def PyInit_cpu_ops() abi("C") -> PythonObject:
         var module = PythonModuleBuilder("cpu_ops")
         module.def_function[correlate](
             "correlate",
-            docstring="correlate(dtype_code, out, input, kernel, rows, n, k, shift, flip): kernels/cpu.mojo's correlate_cpu",
+            docstring=(
+                "correlate(dtype_code, out, input, kernel, rows, n, k, shift, flip, channels, n_out):"
+                " kernels/cpu.mojo's correlate_cpu"
+            ),
         )
         module.def_function[grad_kernel](
             "grad_kernel",
-            docstring="grad_kernel(dtype_code, grad_kernel, grad_output, input, rows, n, k): kernels/cpu.mojo's grad_kernel_cpu",
+            docstring=(
+                "grad_kernel(dtype_code, grad_kernel, grad_output, input, rows, n, k, channels, n_out, shift):"
+                " kernels/cpu.mojo's grad_kernel_cpu"
+            ),
         )
         return module.finalize()
     except e:
@@ -47,6 +53,8 @@ def correlate(
     k: PythonObject,
     shift: PythonObject,
     flip: PythonObject,
+    channels: PythonObject,
+    n_out: PythonObject,
 ) raises -> PythonObject:
     var code = Int(py=dtype_code)
     comptime for i in range(len(DTYPES)):
@@ -55,6 +63,7 @@ def correlate(
             correlate_cpu[dtype](
                 address[dtype](output), address[dtype](input), address[dtype](kernel),
                 Int(py=rows), Int(py=n), Int(py=k), Int(py=shift), Int(py=flip) != 0,
+                Int(py=channels), Int(py=n_out),
             )
             return PythonObject(None)
     raise Error("cpu_ops.correlate: unknown dtype code " + String(code))
@@ -68,6 +77,9 @@ def grad_kernel(
     rows: PythonObject,
     n: PythonObject,
     k: PythonObject,
+    channels: PythonObject,
+    n_out: PythonObject,
+    shift: PythonObject,
 ) raises -> PythonObject:
     var code = Int(py=dtype_code)
     comptime for i in range(len(DTYPES)):
@@ -75,7 +87,7 @@ def grad_kernel(
         if code == i:
             grad_kernel_cpu[dtype](
                 address[dtype](grad_kernel), address[dtype](grad_output), address[dtype](input),
-                Int(py=rows), Int(py=n), Int(py=k),
+                Int(py=rows), Int(py=n), Int(py=k), Int(py=channels), Int(py=n_out), Int(py=shift),
             )
             return PythonObject(None)
     raise Error("cpu_ops.grad_kernel: unknown dtype code " + String(code))

@@ -30,29 +30,38 @@ def correlate_cpu[
     k: Int,
     shift: Int,
     flip: Bool,
+    channels: Int = 1,
+    n_out: Int = -1,
 ) raises:
     """The same sum as the GPU kernel. The interior of each row, where the
     whole window lies inside the row, runs BLOCK outputs at a time (several
     SIMD registers, one broadcast tap per step) with no bounds checks; the
     few outputs near the ends run one by one. Work items of CPU_CHUNK outputs
     go to MAX's thread pool, or, up to CPU_SERIAL_MAX_K taps, run on the
-    calling thread."""
+    calling thread.
+
+    For the depthwise op: `kernel` holds `channels` filters of k taps, and
+    row r uses filter r % channels (one filter, for the single-filter op);
+    output rows hold n_out elements (n unless given), input rows n."""
     comptime acc = accum_type[dtype]
     comptime W = simd_width_of[acc]()
     comptime BLOCK = 4 * W
+    var out_n = n if n_out < 0 else n_out
     # The taps once, in the accumulator type and in the order the sum reads them.
-    var tap_list = List[Scalar[acc]](capacity=k)
-    for j in range(k):
-        tap_list.append(kernel.unsafe_load(k - 1 - j if flip else j).cast[acc]())
-    var taps = tap_list.unsafe_ptr()
-    var chunks_per_row = ceildiv(n, CPU_CHUNK)
+    var tap_list = List[Scalar[acc]](capacity=channels * k)
+    for c in range(channels):
+        for j in range(k):
+            tap_list.append(kernel.unsafe_load(c * k + (k - 1 - j if flip else j)).cast[acc]())
+    var all_taps = tap_list.unsafe_ptr()
+    var chunks_per_row = ceildiv(out_n, CPU_CHUNK)
 
-    def work(item: Int) {var output, var input, var taps, var n, var k, var shift, var chunks_per_row}:
+    def work(item: Int) {var output, var input, var all_taps, var n, var out_n, var k, var shift, var channels, var chunks_per_row}:
         var row = item // chunks_per_row
         var i0 = (item % chunks_per_row) * CPU_CHUNK
-        var i1 = min(i0 + CPU_CHUNK, n)
+        var i1 = min(i0 + CPU_CHUNK, out_n)
         var x = input.unsafe_offset(row * n)
-        var out = output.unsafe_offset(row * n)
+        var out = output.unsafe_offset(row * out_n)
+        var taps = all_taps.unsafe_offset((row % channels) * k)
         # Whole window inside the row: i - shift >= 0 and i - shift + k <= n.
         var lo = min(max(i0, shift), i1)
         var hi = max(min(i1, n - k + 1 + shift), lo)
@@ -103,40 +112,53 @@ def grad_kernel_cpu[
     rows: Int,
     n: Int,
     k: Int,
+    channels: Int = 1,
+    n_out: Int = -1,
+    shift: Int = 0,
 ) raises:
-    """Each work item writes the partial sums of its chunk for every tap; the
+    """grad_kernel[c, j] = sum over rows r with r % channels == c and i of
+    grad_output[r, i] * input[r, i + j - shift], input reading as zero
+    outside [0, n); grad_output rows hold n_out elements (n unless given).
+    Each work item writes the partial sums of its chunk for every tap; the
     partials are then added in a fixed order, so the result does not depend
     on how the work was scheduled."""
     comptime acc = accum_type[dtype]
     comptime W = simd_width_of[acc]()
-    var chunks_per_row = ceildiv(n, CPU_CHUNK)
+    var out_n = n if n_out < 0 else n_out
+    var chunks_per_row = ceildiv(out_n, CPU_CHUNK)
     var items = rows * chunks_per_row
     var partials = List[Scalar[acc]](length=items * k, fill=0)
     var parts = partials.unsafe_ptr()
 
-    def work(item: Int) {var grad_output, var input, var parts, var n, var k, var chunks_per_row}:
+    def work(item: Int) {var grad_output, var input, var parts, var n, var out_n, var k, var shift, var chunks_per_row}:
         var row = item // chunks_per_row
         var i0 = (item % chunks_per_row) * CPU_CHUNK
-        var i1 = min(i0 + CPU_CHUNK, n)
-        var g = grad_output.unsafe_offset(row * n)
+        var i1 = min(i0 + CPU_CHUNK, out_n)
+        var g = grad_output.unsafe_offset(row * out_n)
         var x = input.unsafe_offset(row * n)
         for j in range(k):
-            var end = min(i1, n - j)  # input[row, i + j] exists
+            # input[row, i + j - shift] exists: shift - j <= i < n + shift - j.
+            var start = max(i0, shift - j)
+            var end = min(i1, n + shift - j)
             var vsum = SIMD[acc, W](0)
-            var i = i0
+            var i = start
             while i + W <= end:
-                vsum += g.unsafe_load[width=W](i).cast[acc]() * x.unsafe_load[width=W](i + j).cast[acc]()
+                vsum += g.unsafe_load[width=W](i).cast[acc]() * x.unsafe_load[width=W](i + j - shift).cast[acc]()
                 i += W
             var sum = vsum.reduce_add()
             while i < end:
-                sum += g.unsafe_load(i).cast[acc]() * x.unsafe_load(i + j).cast[acc]()
+                sum += g.unsafe_load(i).cast[acc]() * x.unsafe_load(i + j - shift).cast[acc]()
                 i += 1
             parts.unsafe_store(item * k + j, sum)
 
     sync_parallelize(work, items)
-    for j in range(k):
-        var sum = Scalar[acc](0)
-        for item in range(items):
-            sum += parts.unsafe_load(item * k + j)
-        grad_kernel.unsafe_store(j, sum.cast[dtype]())
+    for c in range(channels):
+        for j in range(k):
+            var sum = Scalar[acc](0)
+            var row = c
+            while row < rows:
+                for item in range(row * chunks_per_row, (row + 1) * chunks_per_row):
+                    sum += parts.unsafe_load(item * k + j)
+                row += channels
+            grad_kernel.unsafe_store(c * k + j, sum.cast[dtype]())
     _ = partials^

@@ -1,0 +1,224 @@
+"""Depthwise 1D convolution: one filter per channel, as `nn.Conv1d(C, C, K,
+groups=C)` computes it and as sequence models use it (causal, often with a
+bias and a SiLU, like Dao-AILab's causal-conv1d), on the same Mojo kernels
+as `conv1d`.
+
+    out[b, c, t] = act(bias[c] + sum over j < K of x[b, c, t + j - shift] * weight[c, j])
+
+with x read as zero outside [0, L) and shift = K - 1 ("causal": out[t] sees
+x[t-K+1 .. t]), (K - 1) // 2 ("same", as F.conv1d pads) or 0 ("valid", L - K + 1
+outputs).
+
+Two ops carry it, registered like conv1d's in ops.py: `depthwise_correlate`
+(the sum, for any shift, taps optionally reversed, any output length) and
+`depthwise_grad_weight` (the filters' gradient). Each one's gradients are
+the two of them again, so autograd works to any order; the bias and the
+SiLU are torch ops around them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from . import _cpu
+from .ops import SUPPORTED_DTYPES, _contiguous
+
+PADDINGS = ("causal", "same", "valid")
+ACTIVATIONS = (None, "silu")
+
+_lib = torch.library.Library("mojo_conv1d", "FRAGMENT")
+_lib.define("depthwise_correlate(Tensor x, Tensor weight, SymInt shift, bool flip, SymInt n_out) -> Tensor")
+_lib.define("depthwise_grad_weight(Tensor grad_output, Tensor x, SymInt shift, SymInt kernel_size) -> Tensor")
+
+
+@torch.library.impl("mojo_conv1d::depthwise_correlate", "cpu", lib=_lib)
+def _correlate_cpu(x, weight, shift, flip, n_out):
+    x = _contiguous(x)
+    out = x.new_empty(*x.shape[:-1], n_out)
+    _cpu.correlate(out, x, _contiguous(weight), shift, flip, channels=weight.shape[0])
+    return out
+
+
+@torch.library.impl("mojo_conv1d::depthwise_grad_weight", "cpu", lib=_lib)
+def _grad_weight_cpu(grad_output, x, shift, kernel_size):
+    x = _contiguous(x)
+    grad_weight = x.new_empty(x.shape[-2], kernel_size)
+    _cpu.grad_kernel(grad_weight, _contiguous(grad_output), x, shift=shift, channels=x.shape[-2])
+    return grad_weight
+
+
+@torch.library.register_fake("mojo_conv1d::depthwise_correlate", lib=_lib)
+def _(x, weight, shift, flip, n_out):
+    return x.new_empty(*x.shape[:-1], n_out)
+
+
+@torch.library.register_fake("mojo_conv1d::depthwise_grad_weight", lib=_lib)
+def _(grad_output, x, shift, kernel_size):
+    return x.new_empty(x.shape[-2], kernel_size)
+
+
+_correlate = torch.ops.mojo_conv1d.depthwise_correlate.default
+_grad_weight = torch.ops.mojo_conv1d.depthwise_grad_weight.default
+
+# With y = correlate(x, w, shift, flip, n_out) and g = dL/dy:
+#   dx = correlate(g, w, K - 1 - shift, not flip, L)
+#   dw = grad_weight(g, x, shift, K), reversed when flip
+# and for gw = grad_weight(g, x, shift, K), with u = dL/dgw:
+#   dg = correlate(x, u, shift, False, len(g)),  dx = correlate(g, u, K - 1 - shift, True, L)
+
+
+def _save_correlate(ctx, inputs, output):
+    x, weight, shift, flip, n_out = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.shift, ctx.flip = shift, flip
+
+
+def _correlate_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    k, length = weight.shape[-1], x.shape[-1]
+    dx = dw = None
+    if ctx.needs_input_grad[0]:
+        dx = _correlate(grad, weight, k - 1 - ctx.shift, not ctx.flip, length)
+    if ctx.needs_input_grad[1]:
+        dw = _grad_weight(grad, x, ctx.shift, k)
+        dw = dw.flip(-1) if ctx.flip else dw
+    return dx, dw, None, None, None
+
+
+def _save_grad_weight(ctx, inputs, output):
+    grad_output, x, shift, kernel_size = inputs
+    ctx.save_for_backward(grad_output, x)
+    ctx.shift = shift
+
+
+def _grad_weight_backward(ctx, u):
+    grad_output, x = ctx.saved_tensors
+    k = u.shape[-1]
+    dg = _correlate(x, u, ctx.shift, False, grad_output.shape[-1]) if ctx.needs_input_grad[0] else None
+    dx = _correlate(grad_output, u, k - 1 - ctx.shift, True, x.shape[-1]) if ctx.needs_input_grad[1] else None
+    return dg, dx, None, None
+
+
+torch.library.register_autograd(
+    "mojo_conv1d::depthwise_correlate", _correlate_backward, setup_context=_save_correlate, lib=_lib
+)
+torch.library.register_autograd(
+    "mojo_conv1d::depthwise_grad_weight", _grad_weight_backward, setup_context=_save_grad_weight, lib=_lib
+)
+
+
+def _check_args(x, weight, bias, padding, activation) -> None:
+    """Clear Python errors, naming the argument, before anything reaches Mojo."""
+    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if t is None and name == "bias":
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"depthwise_conv1d: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(
+                f"depthwise_conv1d: {name} has dtype {t.dtype}; supported: "
+                + ", ".join(str(d) for d in SUPPORTED_DTYPES)
+            )
+        if t.dtype != x.dtype:
+            raise TypeError(f"depthwise_conv1d: {name} dtype {t.dtype} differs from x dtype {x.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"depthwise_conv1d: {name} is on {t.device} but x is on {x.device}")
+    if x.device.type == "cuda":
+        raise NotImplementedError("depthwise_conv1d: the CUDA kernels are not written yet; it runs on cpu tensors")
+    if x.device.type != "cpu":
+        raise ValueError(f"depthwise_conv1d: x is on {x.device}; only cpu is supported")
+    if x.dim() not in (2, 3):
+        raise ValueError(f"depthwise_conv1d: x must have shape (B, C, L) or (C, L), got {tuple(x.shape)}")
+    channels = x.shape[-2]
+    if not (weight.dim() == 2 or (weight.dim() == 3 and weight.shape[1] == 1)):
+        raise ValueError(f"depthwise_conv1d: weight must have shape (C, K) or (C, 1, K), got {tuple(weight.shape)}")
+    if weight.shape[0] != channels:
+        raise ValueError(f"depthwise_conv1d: weight has {weight.shape[0]} channels but x has {channels}")
+    if weight.shape[-1] == 0:
+        raise ValueError("depthwise_conv1d: weight has no taps (K = 0)")
+    if bias is not None and tuple(bias.shape) != (channels,):
+        raise ValueError(f"depthwise_conv1d: bias must have shape ({channels},), got {tuple(bias.shape)}")
+    if padding not in PADDINGS:
+        raise ValueError(f"depthwise_conv1d: padding must be one of {PADDINGS}, got {padding!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"depthwise_conv1d: activation must be None or 'silu', got {activation!r}")
+    if x.numel() == 0:
+        raise ValueError(f"depthwise_conv1d: x is empty (shape {tuple(x.shape)})")
+    if padding == "valid" and weight.shape[-1] > x.shape[-1]:
+        raise ValueError(
+            f"depthwise_conv1d: padding 'valid' needs K <= L, got K = {weight.shape[-1]} and L = {x.shape[-1]}"
+        )
+
+
+def depthwise_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    padding: str = "causal",
+    activation: str | None = None,
+) -> torch.Tensor:
+    """Each channel of x ((B, C, L) or (C, L)) convolved with its own filter
+    (weight (C, K), or (C, 1, K) as nn.Conv1d(groups=C) stores it), plus
+    bias (C,), then SiLU if activation="silu". padding "causal" (output t
+    sees inputs t-K+1 .. t), "same" or "valid" as in F.conv1d. float16,
+    bfloat16, float32 and float64; sums accumulate in float32 (float64 for
+    float64). Differentiable in x, weight and bias."""
+    _check_args(x, weight, bias, padding, activation)
+    k = weight.shape[-1]
+    weight = weight.reshape(weight.shape[0], k)
+    shift = {"causal": k - 1, "same": (k - 1) // 2, "valid": 0}[padding]
+    n_out = x.shape[-1] - k + 1 if padding == "valid" else x.shape[-1]
+    out = _correlate(x, weight, shift, False, n_out)
+    if bias is not None:
+        out = out + bias.unsqueeze(-1)
+    if activation == "silu":
+        out = F.silu(out)
+    return out
+
+
+class DepthwiseConv1d(torch.nn.Module):
+    """`nn.Conv1d(channels, channels, kernel_size, groups=channels)` on the
+    Mojo kernels, with padding "causal", "same" or "valid" and an optional
+    SiLU. Its `weight` (channels, 1, kernel_size) and `bias` load from such
+    a module's state_dict, and start from the same initial distribution."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        padding: str = "causal",
+        bias: bool = True,
+        activation: str | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"DepthwiseConv1d: padding must be one of {PADDINGS}, got {padding!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"DepthwiseConv1d: activation must be None or 'silu', got {activation!r}")
+        self.channels, self.kernel_size = channels, kernel_size
+        self.padding, self.activation = padding, activation
+        factory = {"device": device, "dtype": dtype}
+        self.weight = torch.nn.Parameter(torch.empty(channels, 1, kernel_size, **factory))
+        self.bias = torch.nn.Parameter(torch.empty(channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # nn.Conv1d's initialisation: fan_in is 1 * kernel_size for a depthwise conv.
+        torch.nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.kernel_size)
+            torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return depthwise_conv1d(x, self.weight, self.bias, self.padding, self.activation)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, kernel_size={self.kernel_size}, padding={self.padding!r}, "
+            f"bias={self.bias is not None}, activation={self.activation!r}"
+        )

@@ -1,0 +1,163 @@
+"""depthwise_conv1d and DepthwiseConv1d against F.conv1d(groups=C) in float64,
+over shapes that hit the kernels' edges (K = 1, K > L, C = 1, odd L), every
+padding, with and without bias and SiLU, every dtype; gradients, opcheck,
+torch.compile, nn.Conv1d's state_dict, and bad input. CPU only so far: the
+CUDA kernels are not written yet."""
+
+import importlib.util
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import REPO
+from reference import random
+
+from mojo_conv1d import DepthwiseConv1d, depthwise_conv1d
+
+SHAPES = [(1, 1, 1, 1), (2, 3, 17, 4), (1, 1, 5, 9), (3, 4, 8, 1), (2, 5, 33, 6), (1, 2, 70_001, 64), (4, 8, 257, 3)]
+PADDINGS = ["causal", "same", "valid"]
+
+
+def torch_reference(x, w, b, padding, activation):
+    """The same through F.conv1d(groups=C); causal is padding K - 1 on both
+    sides with the last K - 1 outputs cut."""
+    c, k = w.shape[0], w.shape[-1]
+    w3 = w.reshape(c, 1, k)
+    if padding == "causal":
+        out = F.conv1d(x, w3, b, padding=k - 1, groups=c)[..., : x.shape[-1]]
+    else:
+        out = F.conv1d(x, w3, b, padding=padding, groups=c)
+    return F.silu(out) if activation == "silu" else out
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize(("bias", "activation"), list(itertools.product([False, True], [None, "silu"])))
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"B{b}C{c}L{l}K{k}" for b, c, l, k in SHAPES])
+def test_matches_grouped_conv1d_in_float64(shape, padding, bias, activation):
+    b_, c, length, k = shape
+    x = random((b_, c, length), "cpu", torch.float64, seed=length)
+    w = random((c, k), "cpu", torch.float64, seed=k + 1)
+    b = random(c, "cpu", torch.float64, seed=c + 2) if bias else None
+    if padding == "valid" and k > length:
+        with pytest.raises(ValueError, match="padding 'valid' needs K <= L"):
+            depthwise_conv1d(x, w, b, padding, activation)
+        return
+    got = depthwise_conv1d(x, w, b, padding, activation)
+    torch.testing.assert_close(got, torch_reference(x, w, b, padding, activation), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2), (torch.float32, 2e-6)])
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_lower_precision_dtypes_round_once(dtype, tol, padding):
+    """Sums run in float32, so the result is the float64 sum rounded once
+    to the dtype (within a few of its units, relative to the terms' size)."""
+    x = random((3, 16, 1000), "cpu", seed=1).to(dtype)
+    w = random((16, 4), "cpu", seed=2).to(dtype)
+    b = random(16, "cpu", seed=3).to(dtype)
+    got = depthwise_conv1d(x, w, b, padding, "silu")
+    assert got.dtype == dtype
+    exact = torch_reference(x.double(), w.double(), b.double(), padding, "silu")
+    scale = torch_reference(x.double().abs(), w.double().abs(), b.double().abs(), padding, None) + 1
+    assert ((got.double() - exact).abs() / scale).max() <= 2 * tol
+
+
+def test_a_two_dimensional_input_and_nn_conv1d_weights():
+    x = random((6, 50), "cpu", torch.float64, seed=4)
+    w = random((6, 1, 5), "cpu", torch.float64, seed=5)
+    torch.testing.assert_close(depthwise_conv1d(x, w), torch_reference(x[None], w, None, "causal", None)[0])
+
+
+def test_strided_input_gives_the_same_result():
+    """A channel-last tensor, as a (B, L, C) activation transposed."""
+    x = random((2, 300, 8), "cpu", torch.float64, seed=6).transpose(1, 2)
+    w = random((8, 4), "cpu", torch.float64, seed=7)
+    assert not x.is_contiguous()
+    torch.testing.assert_close(depthwise_conv1d(x, w), depthwise_conv1d(x.contiguous(), w), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("activation", [None, "silu"])
+def test_gradcheck(padding, activation):
+    x = random((2, 3, 20), "cpu", torch.float64, seed=8, requires_grad=True)
+    w = random((3, 5), "cpu", torch.float64, seed=9, requires_grad=True)
+    b = random(3, "cpu", torch.float64, seed=10, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: depthwise_conv1d(x, w, b, padding, activation), (x, w, b))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_gradgradcheck(padding):
+    x = random((2, 3, 12), "cpu", torch.float64, seed=11, requires_grad=True)
+    w = random((3, 4), "cpu", torch.float64, seed=12, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w: depthwise_conv1d(x, w, None, padding), (x, w))
+
+
+def test_opcheck():
+    x = random((2, 3, 40), "cpu", seed=13, requires_grad=True)
+    w = random((3, 6), "cpu", seed=14, requires_grad=True)
+    g = random((2, 3, 40), "cpu", seed=15)
+    for shift, flip in ((5, False), (2, True), (0, False)):
+        torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, shift, flip, 40 - 5 * (shift == 0)))
+    torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_grad_weight.default, (g, x, 5, 6))
+
+
+def test_compile_fullgraph():
+    model = torch.nn.Sequential(DepthwiseConv1d(4, 3, activation="silu"), DepthwiseConv1d(4, 5, padding="same"))
+    x = random((2, 4, 64), "cpu", seed=16)
+    compiled = torch.compile(model, fullgraph=True)
+    torch.testing.assert_close(compiled(x), model(x))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_loads_an_nn_conv1d_state_dict_and_gives_its_output(padding):
+    torch.manual_seed(17)
+    c, k = 6, 4
+    conv = torch.nn.Conv1d(c, c, k, groups=c, padding=k - 1 if padding == "causal" else padding, dtype=torch.float64)
+    ours = DepthwiseConv1d(c, k, padding=padding, dtype=torch.float64)
+    ours.load_state_dict(conv.state_dict())
+    x = random((3, c, 30), "cpu", torch.float64, seed=18)
+    expected = conv(x)[..., : x.shape[-1]] if padding == "causal" else conv(x)
+    torch.testing.assert_close(ours(x), expected)
+    assert set(ours.state_dict()) == {"weight", "bias"}
+
+
+def test_initial_weights_follow_nn_conv1d():
+    """Same initialisation scheme, so the same seed gives the same weights."""
+    torch.manual_seed(19)
+    conv = torch.nn.Conv1d(8, 8, 4, groups=8)
+    torch.manual_seed(19)
+    ours = DepthwiseConv1d(8, 4)
+    assert torch.equal(conv.weight, ours.weight) and torch.equal(conv.bias, ours.bias)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: ([1.0], torch.ones(2, 3), None, "causal", None), TypeError, "x must be a torch.Tensor"),
+        (lambda: (torch.ones(1, 2, 5), torch.ones(3, 3), None, "causal", None), ValueError, "weight has 3 channels but x has 2"),
+        (lambda: (torch.ones(1, 2, 5), torch.ones(2, 2, 3), None, "causal", None), ValueError, "weight must have shape"),
+        (lambda: (torch.ones(2, 5), torch.ones(2, 3), torch.ones(3), "causal", None), ValueError, "bias must have shape (2,)"),
+        (lambda: (torch.ones(5), torch.ones(1, 3), None, "causal", None), ValueError, "x must have shape"),
+        (lambda: (torch.ones(2, 5), torch.ones(2, 3, dtype=torch.float64), None, "causal", None), TypeError, "weight dtype"),
+        (lambda: (torch.ones(2, 5, dtype=torch.int32), torch.ones(2, 3, dtype=torch.int32), None, "causal", None), TypeError, "x has dtype torch.int32"),
+        (lambda: (torch.ones(2, 5), torch.ones(2, 3, device="meta"), None, "causal", None), ValueError, "weight is on meta"),
+        (lambda: (torch.ones(2, 5), torch.ones(2, 3), None, "full", None), ValueError, "padding must be one of"),
+        (lambda: (torch.ones(2, 5), torch.ones(2, 3), None, "causal", "relu"), ValueError, "activation must be None or 'silu'"),
+        (lambda: (torch.ones(2, 2), torch.ones(2, 3), None, "valid", None), ValueError, "padding 'valid' needs K <= L"),
+        (lambda: (torch.ones(2, 0), torch.ones(2, 3), None, "causal", None), ValueError, "x is empty"),
+        (lambda: (torch.ones(2, 5), torch.ones(2, 0), None, "causal", None), ValueError, "weight has no taps"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(make, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        depthwise_conv1d(*make())
+
+
+def test_training_example_matches_nn_conv1d_step_by_step(capsys):
+    spec = importlib.util.spec_from_file_location("train_depthwise", REPO / "examples" / "train_depthwise.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main([]) == 0
+    assert "✅ the loss curves agree" in capsys.readouterr().out
