@@ -74,6 +74,16 @@ def correlate(output: torch.Tensor, input: torch.Tensor, kernel: torch.Tensor, s
     )
 
 
+def correlate_channels_last(output: torch.Tensor, input: torch.Tensor, kernel: torch.Tensor, shift: int, flip: bool) -> None:
+    """kernels/cpu.mojo's correlate_channels_last_cpu: input and output
+    (B, C, L) laid out as (B, L, C) in memory, kernel (C, k) contiguous."""
+    batch, channels, n = input.shape
+    module().correlate_channels_last(
+        DTYPE_CODES[input.dtype], output.data_ptr(), input.data_ptr(), kernel.data_ptr(),
+        batch, channels, n, output.shape[-1], kernel.shape[-1], shift, int(flip),
+    )
+
+
 def grad_kernel(grad_kernel: torch.Tensor, grad_output: torch.Tensor, input: torch.Tensor, shift: int = 0, channels: int = 1) -> None:
     """kernels/cpu.mojo's grad_kernel_cpu on contiguous tensors: grad_kernel
     (channels, k) from rows of grad_output (..., n_out) and input (..., n)."""

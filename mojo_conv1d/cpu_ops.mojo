@@ -9,7 +9,7 @@ from std.os import abort
 from std.python import PythonObject
 from std.python.bindings import PythonModuleBuilder
 
-from kernels.cpu import correlate_cpu, grad_kernel_cpu
+from kernels.cpu import correlate_channels_last_cpu, correlate_cpu, grad_kernel_cpu
 
 # The dtype codes ops.py passes, in this order.
 comptime DTYPES = [DType.float16, DType.bfloat16, DType.float32, DType.float64]
@@ -24,6 +24,13 @@ def PyInit_cpu_ops() abi("C") -> PythonObject:
             docstring=(
                 "correlate(dtype_code, out, input, kernel, rows, n, k, shift, flip, channels, n_out):"
                 " kernels/cpu.mojo's correlate_cpu"
+            ),
+        )
+        module.def_function[correlate_channels_last](
+            "correlate_channels_last",
+            docstring=(
+                "correlate_channels_last(dtype_code, out, input, kernel, batch, channels, n, n_out, k, shift, flip):"
+                " kernels/cpu.mojo's correlate_channels_last_cpu"
             ),
         )
         module.def_function[grad_kernel](
@@ -67,6 +74,31 @@ def correlate(
             )
             return PythonObject(None)
     raise Error("cpu_ops.correlate: unknown dtype code " + String(code))
+
+
+def correlate_channels_last(
+    dtype_code: PythonObject,
+    output: PythonObject,
+    input: PythonObject,
+    kernel: PythonObject,
+    batch: PythonObject,
+    channels: PythonObject,
+    n: PythonObject,
+    n_out: PythonObject,
+    k: PythonObject,
+    shift: PythonObject,
+    flip: PythonObject,
+) raises -> PythonObject:
+    var code = Int(py=dtype_code)
+    comptime for i in range(len(DTYPES)):
+        comptime dtype = DTYPES[i]
+        if code == i:
+            correlate_channels_last_cpu[dtype](
+                address[dtype](output), address[dtype](input), address[dtype](kernel),
+                Int(py=batch), Int(py=channels), Int(py=n), Int(py=n_out), Int(py=k), Int(py=shift), Int(py=flip) != 0,
+            )
+            return PythonObject(None)
+    raise Error("cpu_ops.correlate_channels_last: unknown dtype code " + String(code))
 
 
 def grad_kernel(

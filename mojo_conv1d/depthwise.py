@@ -34,11 +34,32 @@ _lib.define("depthwise_correlate(Tensor x, Tensor weight, SymInt shift, bool fli
 _lib.define("depthwise_grad_weight(Tensor grad_output, Tensor x, SymInt shift, SymInt kernel_size) -> Tensor")
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """x (B, C, L) is a (B, L, C) tensor transposed, as a sequence model's
+    activations often are (and C > 1, else both layouts are the same)."""
+    if x.dim() != 3 or x.shape[1] == 1:
+        return False
+    b, c, length = x.shape
+    return x.stride(1) == 1 and x.stride(2) == c and (b == 1 or x.stride(0) == c * length)
+
+
+def _new_output(x: torch.Tensor, n_out: int) -> torch.Tensor:
+    """The output, (B, C, n_out), in x's layout."""
+    if _channels_last(x):
+        return x.new_empty(x.shape[0], n_out, x.shape[1]).transpose(1, 2)
+    return x.new_empty(*x.shape[:-1], n_out)
+
+
 @torch.library.impl("mojo_conv1d::depthwise_correlate", "cpu", lib=_lib)
 def _correlate_cpu(x, weight, shift, flip, n_out):
+    weight = _contiguous(weight)
+    if _channels_last(x):
+        out = _new_output(x, n_out)
+        _cpu.correlate_channels_last(out, x, weight, shift, flip)
+        return out
     x = _contiguous(x)
     out = x.new_empty(*x.shape[:-1], n_out)
-    _cpu.correlate(out, x, _contiguous(weight), shift, flip, channels=weight.shape[0])
+    _cpu.correlate(out, x, weight, shift, flip, channels=weight.shape[0])
     return out
 
 
@@ -52,7 +73,7 @@ def _grad_weight_cpu(grad_output, x, shift, kernel_size):
 
 @torch.library.register_fake("mojo_conv1d::depthwise_correlate", lib=_lib)
 def _(x, weight, shift, flip, n_out):
-    return x.new_empty(*x.shape[:-1], n_out)
+    return _new_output(x, n_out)
 
 
 @torch.library.register_fake("mojo_conv1d::depthwise_grad_weight", lib=_lib)

@@ -69,12 +69,25 @@ def test_a_two_dimensional_input_and_nn_conv1d_weights():
     torch.testing.assert_close(depthwise_conv1d(x, w), torch_reference(x[None], w, None, "causal", None)[0])
 
 
-def test_strided_input_gives_the_same_result():
-    """A channel-last tensor, as a (B, L, C) activation transposed."""
-    x = random((2, 300, 8), "cpu", torch.float64, seed=6).transpose(1, 2)
-    w = random((8, 4), "cpu", torch.float64, seed=7)
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize(("b", "c", "length", "k"), [(2, 8, 300, 4), (3, 33, 64, 64), (2, 19, 103, 7), (1, 5, 17, 1)])
+def test_channel_last_input_gives_the_same_result_in_its_layout(b, c, length, k, padding):
+    """A channel-last tensor, as a (B, L, C) activation transposed, runs on
+    its own kernel (SIMD over channels) and comes out channel-last too, with
+    the same bits as the contiguous case."""
+    x = random((b, length, c), "cpu", torch.float64, seed=6).transpose(1, 2)
+    w = random((c, k), "cpu", torch.float64, seed=7)
     assert not x.is_contiguous()
-    torch.testing.assert_close(depthwise_conv1d(x, w), depthwise_conv1d(x.contiguous(), w), rtol=0, atol=0)
+    got = depthwise_conv1d(x, w, None, padding)
+    assert got.transpose(1, 2).is_contiguous()
+    assert torch.equal(got, depthwise_conv1d(x.contiguous(), w, None, padding))
+
+
+def test_channel_last_gradients_and_opcheck():
+    x = random((2, 30, 6), "cpu", torch.float64, seed=20).transpose(1, 2).requires_grad_()
+    w = random((6, 4), "cpu", torch.float64, seed=21, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: depthwise_conv1d(x, w, None, "same", "silu"), (x, w))
+    torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, 3, False, 30))
 
 
 @pytest.mark.parametrize("padding", PADDINGS)

@@ -162,3 +162,107 @@ def grad_kernel_cpu[
                 row += channels
             grad_kernel.unsafe_store(c * k + j, sum.cast[dtype]())
     _ = partials^
+
+
+def correlate_channels_last_cpu[
+    dtype: DType
+](
+    output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    batch: Int,
+    channels: Int,
+    n: Int,
+    n_out: Int,
+    k: Int,
+    shift: Int,
+    flip: Bool,
+) raises:
+    """correlate_cpu's sum, one filter per channel, for tensors laid out
+    channel-last: input[b, s, c] at (b * n + s) * channels + c, output[b, i, c]
+    at (b * n_out + i) * channels + c, kernel (channels, k) as usual. SIMD runs
+    over the channels, whose values for one position are contiguous, so a
+    (B, L, C) activation is read where it lies instead of being transposed."""
+    comptime acc = accum_type[dtype]
+    comptime W = simd_width_of[acc]()
+    comptime P = 4  # positions per step in the interior (s0 to s3 below)
+    # The taps transposed to (k, channels), in the accumulator type and read order.
+    var tap_list = List[Scalar[acc]](length=k * channels, fill=0)
+    for c in range(channels):
+        for j in range(k):
+            tap_list[j * channels + c] = kernel.unsafe_load(c * k + (k - 1 - j if flip else j)).cast[acc]()
+    var taps = tap_list.unsafe_ptr()
+    var positions_per_item = max(1, CPU_CHUNK // max(channels, 1))
+    var items = ceildiv(batch * n_out, positions_per_item)
+
+    def work(item: Int) {var output, var input, var taps, var channels, var n, var n_out, var k, var shift, var positions_per_item, var batch}:
+        var p0 = item * positions_per_item
+        var p1 = min(p0 + positions_per_item, batch * n_out)
+        var p = p0
+        while p < p1:
+            var b = p // n_out
+            var i = p - b * n_out
+            var x_row = input.unsafe_offset(b * n * channels)
+            # P positions of one batch row whose windows lie inside it at
+            # once: each tap vector loaded is then used P times.
+            if p + P <= p1 and i + P <= n_out and i - shift >= 0 and i + P - 1 - shift + k <= n:
+                var c = 0
+                while c + W <= channels:
+                    var s0 = SIMD[acc, W](0)
+                    var s1 = SIMD[acc, W](0)
+                    var s2 = SIMD[acc, W](0)
+                    var s3 = SIMD[acc, W](0)
+                    var src = x_row.unsafe_offset((i - shift) * channels + c)
+                    for j in range(k):
+                        var tap = taps.unsafe_offset(j * channels + c).unsafe_load[width=W]()
+                        var at = src.unsafe_offset(j * channels)
+                        s0 += at.unsafe_load[width=W]().cast[acc]() * tap
+                        s1 += at.unsafe_offset(channels).unsafe_load[width=W]().cast[acc]() * tap
+                        s2 += at.unsafe_offset(2 * channels).unsafe_load[width=W]().cast[acc]() * tap
+                        s3 += at.unsafe_offset(3 * channels).unsafe_load[width=W]().cast[acc]() * tap
+                    var out = output.unsafe_offset(p * channels + c)
+                    out.unsafe_store(s0.cast[dtype]())
+                    out.unsafe_offset(channels).unsafe_store(s1.cast[dtype]())
+                    out.unsafe_offset(2 * channels).unsafe_store(s2.cast[dtype]())
+                    out.unsafe_offset(3 * channels).unsafe_store(s3.cast[dtype]())
+                    c += W
+                while c < channels:
+                    comptime for q in range(P):
+                        var sum = Scalar[acc](0)
+                        for j in range(k):
+                            sum += x_row.unsafe_load((i + q + j - shift) * channels + c).cast[acc]() * taps.unsafe_load(j * channels + c)
+                        output.unsafe_store((p + q) * channels + c, sum.cast[dtype]())
+                    c += 1
+                p += P
+                continue
+            var out = output.unsafe_offset(p * channels)
+            var c = 0
+            while c + W <= channels:
+                var sum = SIMD[acc, W](0)
+                for j in range(k):
+                    # Outside the row the input reads as zeros, multiplied like the rest (as in correlate_cpu).
+                    var s = i + j - shift
+                    var x = SIMD[acc, W](0)
+                    if s >= 0 and s < n:
+                        x = x_row.unsafe_offset(s * channels + c).unsafe_load[width=W]().cast[acc]()
+                    sum += x * taps.unsafe_offset(j * channels + c).unsafe_load[width=W]()
+                out.unsafe_offset(c).unsafe_store(sum.cast[dtype]())
+                c += W
+            while c < channels:
+                var sum = Scalar[acc](0)
+                for j in range(k):
+                    var s = i + j - shift
+                    var x = Scalar[acc](0)
+                    if s >= 0 and s < n:
+                        x = x_row.unsafe_load(s * channels + c).cast[acc]()
+                    sum += x * taps.unsafe_load(j * channels + c)
+                out.unsafe_store(c, sum.cast[dtype]())
+                c += 1
+            p += 1
+
+    if k <= CPU_SERIAL_MAX_K:
+        for item in range(items):
+            work(item)
+    else:
+        sync_parallelize(work, items)
+    _ = tap_list^
