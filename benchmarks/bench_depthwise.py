@@ -7,7 +7,7 @@ rounds:
   mojo_kernel   the op's kernel alone, into an output made once
   mojo          the whole call, allocating its output
   mojo_strided  the whole call on a channel-last input (a (B, L, C) tensor
-                transposed), which the op first makes contiguous
+                transposed), which has a kernel of its own
   torch         F.conv1d(x, w, padding=K - 1, groups=C), cut to L
   copy          a copy of the input's bytes into a buffer made once
 Every result is checked against float64 before it is timed. CPU only for
