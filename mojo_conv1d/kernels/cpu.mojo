@@ -19,6 +19,44 @@ comptime CPU_SERIAL_MAX_K = 8
 comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are written with streaming stores
 
 
+@always_inline
+def edge_span[
+    dtype: DType, BLOCK: Int
+](
+    row_out: Pointer[Scalar[dtype], MutAnyOrigin],
+    row_in: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
+    n: Int,
+    k: Int,
+    shift: Int,
+    a: Int,
+    b: Int,
+):
+    """correlate_cpu's outputs a .. b - 1 of one row, through a zero-padded
+    copy of the inputs they read, BLOCK outputs at a time."""
+    comptime acc = accum_type[dtype]
+    if a >= b:
+        return
+    var blocks = ceildiv(b - a, BLOCK)
+    var padded = List[Scalar[acc]](length=blocks * BLOCK + k, fill=0)
+    var buf = padded.unsafe_ptr()
+    for t in range(blocks * BLOCK + k - 1):
+        var s = a - shift + t
+        if s >= 0 and s < n:
+            buf.unsafe_store(t, row_in.unsafe_load(s).cast[acc]())
+    for q in range(blocks):
+        var sum = SIMD[acc, BLOCK](0)
+        var src = buf.unsafe_offset(q * BLOCK)
+        for j in range(k):
+            sum += src.unsafe_load[width=BLOCK](j) * taps.unsafe_load(j)
+        var result = sum.cast[dtype]()
+        var i = a + q * BLOCK
+        comptime for e in range(BLOCK):
+            if i + e < b:
+                row_out.unsafe_store(i + e, result[e])
+    _ = padded^
+
+
 def correlate_cpu[
     dtype: DType
 ](
@@ -54,20 +92,25 @@ def correlate_cpu[
             tap_list.append(kernel.unsafe_load(c * k + (k - 1 - j if flip else j)).cast[acc]())
     var all_taps = tap_list.unsafe_ptr()
     var chunks_per_row = ceildiv(out_n, CPU_CHUNK)
+    # Short rows go several to a work item, so that an item holds about
+    # CPU_CHUNK outputs either way.
+    var rows_per_item = max(1, CPU_CHUNK // out_n) if chunks_per_row == 1 else 1
+    var items = ceildiv(rows, rows_per_item) * chunks_per_row
 
-    def work(item: Int) {var output, var input, var all_taps, var n, var out_n, var k, var shift, var channels, var chunks_per_row}:
-        var row = item // chunks_per_row
+    def work(item: Int) {var output, var input, var all_taps, var n, var out_n, var k, var shift, var channels, var chunks_per_row, var rows_per_item, var rows}:
+        var first_row = item // chunks_per_row * rows_per_item
         var i0 = (item % chunks_per_row) * CPU_CHUNK
         var i1 = min(i0 + CPU_CHUNK, out_n)
-        var x = input.unsafe_offset(row * n)
-        var out = output.unsafe_offset(row * out_n)
-        var taps = all_taps.unsafe_offset((row % channels) * k)
-        # Whole window inside the row: i - shift >= 0 and i - shift + k <= n.
-        var lo = min(max(i0, shift), i1)
-        var hi = max(min(i1, n - k + 1 + shift), lo)
-        var i = i0
-        while i < i1:
-            if i >= lo and i + BLOCK <= hi:
+        for row in range(first_row, min(first_row + rows_per_item, rows)):
+            var x = input.unsafe_offset(row * n)
+            var out = output.unsafe_offset(row * out_n)
+            var taps = all_taps.unsafe_offset((row % channels) * k)
+            # Whole window inside the row: i - shift >= 0 and i - shift + k <= n.
+            var lo = min(max(i0, shift), i1)
+            var hi = max(min(i1, n - k + 1 + shift), lo)
+            var mid = lo + (hi - lo) // BLOCK * BLOCK  # the interior, in whole blocks
+            var i = lo
+            while i < mid:
                 var sum = SIMD[acc, BLOCK](0)
                 var src = x.unsafe_offset(i - shift)
                 for j in range(k):
@@ -82,24 +125,19 @@ def correlate_cpu[
                 else:
                     out.unsafe_store(i, result)
                 i += BLOCK
-            else:
-                # Inputs outside the row read as zeros, and are multiplied
-                # like the rest (zero times an infinite tap is NaN, as on the GPU).
-                var sum = Scalar[acc](0)
-                for j in range(k):
-                    var s = i + j - shift
-                    var value = Scalar[acc](0)
-                    if s >= 0 and s < n:
-                        value = x.unsafe_load(s).cast[acc]()
-                    sum += value * taps.unsafe_load(j)
-                out.unsafe_store(i, sum.cast[dtype]())
-                i += 1
+            # The outputs whose window crosses an end of the row, and what is
+            # left of the interior: the same vector loop over a copy of the
+            # inputs they read, zeros outside the row (multiplied like the
+            # rest: zero times an infinite tap is NaN, as on the GPU).
+            var row_taps = rebind[Pointer[Scalar[acc], MutAnyOrigin]](taps)
+            edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, i0, lo)
+            edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, mid, i1)
 
     if k <= CPU_SERIAL_MAX_K:
-        for item in range(rows * chunks_per_row):
+        for item in range(items):
             work(item)
     else:
-        sync_parallelize(work, rows * chunks_per_row)
+        sync_parallelize(work, items)
     _ = tap_list^
 
 
