@@ -217,6 +217,9 @@ class DepthwiseConv1d(torch.nn.Module):
         dtype=None,
     ):
         super().__init__()
+        for name, value in (("channels", channels), ("kernel_size", kernel_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"DepthwiseConv1d: {name} must be a positive int, got {value!r}")
         if padding not in PADDINGS:
             raise ValueError(f"DepthwiseConv1d: padding must be one of {PADDINGS}, got {padding!r}")
         if activation not in ACTIVATIONS:

@@ -174,3 +174,17 @@ def test_training_example_matches_nn_conv1d_step_by_step(capsys):
     spec.loader.exec_module(example)
     assert example.main([]) == 0
     assert "✅ the loss curves agree" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(channels=0, kernel_size=4), "channels must be a positive int"),
+        (dict(channels=4, kernel_size=2.5), "kernel_size must be a positive int"),
+        (dict(channels=4, kernel_size=4, padding="left"), "padding must be one of"),
+        (dict(channels=4, kernel_size=4, activation="gelu"), "activation must be None or 'silu'"),
+    ],
+)
+def test_module_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DepthwiseConv1d(**kwargs)
