@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _cpu
-from .ops import SUPPORTED_DTYPES, _contiguous
+from .ops import _contiguous, check_tensor
 
 PADDINGS = ("causal", "same", "valid")
 ACTIVATIONS = (None, "silu")
@@ -136,13 +136,7 @@ def _check_args(x, weight, bias, padding, activation) -> None:
     for name, t in (("x", x), ("weight", weight), ("bias", bias)):
         if t is None and name == "bias":
             continue
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"depthwise_conv1d: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(
-                f"depthwise_conv1d: {name} has dtype {t.dtype}; supported: "
-                + ", ".join(str(d) for d in SUPPORTED_DTYPES)
-            )
+        check_tensor("depthwise_conv1d", name, t)
         if t.dtype != x.dtype:
             raise TypeError(f"depthwise_conv1d: {name} dtype {t.dtype} differs from x dtype {x.dtype}")
         if t.device != x.device:

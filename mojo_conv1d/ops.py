@@ -24,6 +24,14 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _SUPPORTED = frozenset(SUPPORTED_DTYPES)
 
 
+def check_tensor(op: str, name: str, t) -> None:
+    """A TypeError naming the argument unless t is a tensor of a supported dtype."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _SUPPORTED:
+        raise TypeError(f"{op}: {name} has dtype {t.dtype}; supported: " + ", ".join(str(d) for d in SUPPORTED_DTYPES))
+
+
 def _check_args(input: torch.Tensor, kernel: torch.Tensor) -> None:
     """Clear Python errors, naming the argument, before anything reaches Mojo."""
     # The common case in one expression; the checks below only name what is wrong.
@@ -38,13 +46,7 @@ def _check_args(input: torch.Tensor, kernel: torch.Tensor) -> None:
     ):
         return
     for name, t in (("input", input), ("kernel", kernel)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"conv1d: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in _SUPPORTED:
-            raise TypeError(
-                f"conv1d: {name} has dtype {t.dtype}; supported: "
-                + ", ".join(str(d) for d in SUPPORTED_DTYPES)
-            )
+        check_tensor("conv1d", name, t)
         if t.device.type not in ("cpu", "cuda"):
             raise ValueError(f"conv1d: {name} is on {t.device}; only cpu and cuda are supported")
     if input.dim() not in (1, 2):
