@@ -9,6 +9,8 @@ rounds:
   mojo_strided  the whole call on a channel-last input (a (B, L, C) tensor
                 transposed), which has a kernel of its own
   torch         F.conv1d(x, w, padding=K - 1, groups=C), cut to L
+  mojo_silu     the whole call with a bias and SiLU (Mamba's layer), one pass
+  torch_silu    the same with F.conv1d's bias and F.silu
   copy          a copy of the input's bytes into a buffer made once
 Every result is checked against float64 before it is timed. CPU only for
 now: the op's CUDA kernels are not written yet.
@@ -48,6 +50,7 @@ def main(argv=None) -> int:
     for (b, c, length), k in SHAPES:
         x = torch.randn(b, c, length)
         w = torch.randn(c, k)
+        bias = torch.randn(c)
         channel_last = x.transpose(1, 2).contiguous().transpose(1, 2)
         kernel_out = torch.empty_like(x)
         src, dst = torch.empty_like(x), torch.empty_like(x)
@@ -61,12 +64,16 @@ def main(argv=None) -> int:
             "mojo": lambda: depthwise_conv1d(x, w),
             "mojo_strided": lambda: depthwise_conv1d(channel_last, w),
             "torch": lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=c)[..., :length],
+            "mojo_silu": lambda: depthwise_conv1d(x, w, bias, activation="silu"),
+            "torch_silu": lambda: F.silu(F.conv1d(x, w[:, None], bias, padding=k - 1, groups=c)[..., :length]),
             "copy": lambda: dst.copy_(src),
         }
         exact = reference(x, w)
+        exact_silu = F.silu(exact + bias.double()[:, None])
         for name, fn in methods.items():
             if name != "copy":
-                torch.testing.assert_close(fn().double(), exact, rtol=1e-4, atol=1e-4 * k**0.5)
+                want = exact_silu if name.endswith("silu") else exact
+                torch.testing.assert_close(fn().double(), want, rtol=1e-4, atol=1e-4 * k**0.5)
         times = {name: [] for name in methods}
         for _ in range(ROUNDS):
             for name, fn in methods.items():

@@ -62,25 +62,45 @@ def module() -> ModuleType:
     return _module
 
 
-def correlate(output: torch.Tensor, input: torch.Tensor, kernel: torch.Tensor, shift: int, flip: bool, channels: int = 1) -> None:
+def correlate(
+    output: torch.Tensor,
+    input: torch.Tensor,
+    kernel: torch.Tensor,
+    shift: int,
+    flip: bool,
+    channels: int = 1,
+    bias: torch.Tensor | None = None,
+    silu: bool = False,
+) -> None:
     """kernels/cpu.mojo's correlate_cpu on contiguous tensors: rows of input
     (..., n) into rows of output (..., n_out), row r with filter r % channels
-    of kernel (channels, k)."""
+    of kernel (channels, k), then bias (channels,) and SiLU where given."""
     n = input.shape[-1]
     cpu_ops = module()
     cpu_ops.correlate(
         DTYPE_CODES[input.dtype], output.data_ptr(), input.data_ptr(), kernel.data_ptr(),
         input.numel() // n, n, kernel.shape[-1], shift, int(flip), channels, output.shape[-1],
+        0 if bias is None else bias.data_ptr(), int(silu),
     )
 
 
-def correlate_channels_last(output: torch.Tensor, input: torch.Tensor, kernel: torch.Tensor, shift: int, flip: bool) -> None:
+def correlate_channels_last(
+    output: torch.Tensor,
+    input: torch.Tensor,
+    kernel: torch.Tensor,
+    shift: int,
+    flip: bool,
+    bias: torch.Tensor | None = None,
+    silu: bool = False,
+) -> None:
     """kernels/cpu.mojo's correlate_channels_last_cpu: input and output
-    (B, C, L) laid out as (B, L, C) in memory, kernel (C, k) contiguous."""
+    (B, C, L) laid out as (B, L, C) in memory, kernel (C, k) contiguous,
+    then bias (C,) and SiLU where given."""
     batch, channels, n = input.shape
     module().correlate_channels_last(
         DTYPE_CODES[input.dtype], output.data_ptr(), input.data_ptr(), kernel.data_ptr(),
         batch, channels, n, output.shape[-1], kernel.shape[-1], shift, int(flip),
+        0 if bias is None else bias.data_ptr(), int(silu),
     )
 
 

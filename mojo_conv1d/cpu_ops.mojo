@@ -22,14 +22,14 @@ def PyInit_cpu_ops() abi("C") -> PythonObject:
         module.def_function[correlate](
             "correlate",
             docstring=(
-                "correlate(dtype_code, out, input, kernel, rows, n, k, shift, flip, channels, n_out):"
+                "correlate(dtype_code, out, input, kernel, rows, n, k, shift, flip, channels, n_out, bias, silu):"
                 " kernels/cpu.mojo's correlate_cpu"
             ),
         )
         module.def_function[correlate_channels_last](
             "correlate_channels_last",
             docstring=(
-                "correlate_channels_last(dtype_code, out, input, kernel, batch, channels, n, n_out, k, shift, flip):"
+                "correlate_channels_last(dtype_code, out, input, kernel, batch, channels, n, n_out, k, shift, flip, bias, silu):"
                 " kernels/cpu.mojo's correlate_channels_last_cpu"
             ),
         )
@@ -62,6 +62,8 @@ def correlate(
     flip: PythonObject,
     channels: PythonObject,
     n_out: PythonObject,
+    bias: PythonObject,
+    silu: PythonObject,
 ) raises -> PythonObject:
     var code = Int(py=dtype_code)
     comptime for i in range(len(DTYPES)):
@@ -70,7 +72,7 @@ def correlate(
             correlate_cpu[dtype](
                 address[dtype](output), address[dtype](input), address[dtype](kernel),
                 Int(py=rows), Int(py=n), Int(py=k), Int(py=shift), Int(py=flip) != 0,
-                Int(py=channels), Int(py=n_out),
+                Int(py=channels), Int(py=n_out), Int(py=bias), Int(py=silu) != 0,
             )
             return PythonObject(None)
     raise Error("cpu_ops.correlate: unknown dtype code " + String(code))
@@ -88,6 +90,8 @@ def correlate_channels_last(
     k: PythonObject,
     shift: PythonObject,
     flip: PythonObject,
+    bias: PythonObject,
+    silu: PythonObject,
 ) raises -> PythonObject:
     var code = Int(py=dtype_code)
     comptime for i in range(len(DTYPES)):
@@ -96,6 +100,7 @@ def correlate_channels_last(
             correlate_channels_last_cpu[dtype](
                 address[dtype](output), address[dtype](input), address[dtype](kernel),
                 Int(py=batch), Int(py=channels), Int(py=n), Int(py=n_out), Int(py=k), Int(py=shift), Int(py=flip) != 0,
+                Int(py=bias), Int(py=silu) != 0,
             )
             return PythonObject(None)
     raise Error("cpu_ops.correlate_channels_last: unknown dtype code " + String(code))

@@ -10,10 +10,10 @@ x[t-K+1 .. t]), (K - 1) // 2 ("same", as F.conv1d pads) or 0 ("valid", L - K + 1
 outputs).
 
 Two ops carry it, registered like conv1d's in ops.py: `depthwise_correlate`
-(the sum, for any shift, taps optionally reversed, any output length) and
-`depthwise_grad_weight` (the filters' gradient). Each one's gradients are
-the two of them again, so autograd works to any order; the bias and the
-SiLU are torch ops around them.
+(the sum, for any shift, taps optionally reversed, any output length, with
+the bias and the SiLU applied in the same pass) and `depthwise_grad_weight`
+(the filters' gradient). Their gradients are the two of them again (and a
+few elementwise torch ops for the SiLU), so autograd works to any order.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from . import _cpu
 from .ops import _contiguous, check_tensor
@@ -30,7 +29,10 @@ PADDINGS = ("causal", "same", "valid")
 ACTIVATIONS = (None, "silu")
 
 _lib = torch.library.Library("mojo_conv1d", "FRAGMENT")
-_lib.define("depthwise_correlate(Tensor x, Tensor weight, SymInt shift, bool flip, SymInt n_out) -> Tensor")
+_lib.define(
+    "depthwise_correlate(Tensor x, Tensor weight, Tensor? bias, SymInt shift, bool flip, SymInt n_out, bool silu)"
+    " -> Tensor"
+)
 _lib.define("depthwise_grad_weight(Tensor grad_output, Tensor x, SymInt shift, SymInt kernel_size) -> Tensor")
 
 
@@ -51,15 +53,16 @@ def _new_output(x: torch.Tensor, n_out: int) -> torch.Tensor:
 
 
 @torch.library.impl("mojo_conv1d::depthwise_correlate", "cpu", lib=_lib)
-def _correlate_cpu(x, weight, shift, flip, n_out):
+def _correlate_cpu(x, weight, bias, shift, flip, n_out, silu):
     weight = _contiguous(weight)
+    bias = None if bias is None else _contiguous(bias)
     if _channels_last(x):
         out = _new_output(x, n_out)
-        _cpu.correlate_channels_last(out, x, weight, shift, flip)
+        _cpu.correlate_channels_last(out, x, weight, shift, flip, bias=bias, silu=silu)
         return out
     x = _contiguous(x)
     out = x.new_empty(*x.shape[:-1], n_out)
-    _cpu.correlate(out, x, weight, shift, flip, channels=weight.shape[0])
+    _cpu.correlate(out, x, weight, shift, flip, channels=weight.shape[0], bias=bias, silu=silu)
     return out
 
 
@@ -72,7 +75,7 @@ def _grad_weight_cpu(grad_output, x, shift, kernel_size):
 
 
 @torch.library.register_fake("mojo_conv1d::depthwise_correlate", lib=_lib)
-def _(x, weight, shift, flip, n_out):
+def _(x, weight, bias, shift, flip, n_out, silu):
     return _new_output(x, n_out)
 
 
@@ -84,29 +87,38 @@ def _(grad_output, x, shift, kernel_size):
 _correlate = torch.ops.mojo_conv1d.depthwise_correlate.default
 _grad_weight = torch.ops.mojo_conv1d.depthwise_grad_weight.default
 
-# With y = correlate(x, w, shift, flip, n_out) and g = dL/dy:
-#   dx = correlate(g, w, K - 1 - shift, not flip, L)
-#   dw = grad_weight(g, x, shift, K), reversed when flip
+# With y = correlate(x, w, b, shift, flip, n_out, silu), g = dL/dy, and g'
+# = g, or g * silu'(z) with z = correlate(x, w, b, shift, flip, n_out, False)
+# recomputed when silu (the SiLU's input is not kept):
+#   dx = correlate(g', w, None, K - 1 - shift, not flip, L, False)
+#   dw = grad_weight(g', x, shift, K), reversed when flip;   db = g' summed per channel
 # and for gw = grad_weight(g, x, shift, K), with u = dL/dgw:
-#   dg = correlate(x, u, shift, False, len(g)),  dx = correlate(g, u, K - 1 - shift, True, L)
+#   dg = correlate(x, u, None, shift, False, len(g), False)
+#   dx = correlate(g, u, None, K - 1 - shift, True, L, False)
 
 
 def _save_correlate(ctx, inputs, output):
-    x, weight, shift, flip, n_out = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.shift, ctx.flip = shift, flip
+    x, weight, bias, shift, flip, n_out, silu = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.shift, ctx.flip, ctx.n_out, ctx.silu = shift, flip, n_out, silu
 
 
 def _correlate_backward(ctx, grad):
-    x, weight = ctx.saved_tensors
+    x, weight, bias = ctx.saved_tensors
     k, length = weight.shape[-1], x.shape[-1]
-    dx = dw = None
+    if ctx.silu:
+        z = _correlate(x, weight, bias, ctx.shift, ctx.flip, ctx.n_out, False)
+        sigmoid = torch.sigmoid(z)
+        grad = grad * sigmoid * (1 + z * (1 - sigmoid))
+    dx = dw = db = None
     if ctx.needs_input_grad[0]:
-        dx = _correlate(grad, weight, k - 1 - ctx.shift, not ctx.flip, length)
+        dx = _correlate(grad, weight, None, k - 1 - ctx.shift, not ctx.flip, length, False)
     if ctx.needs_input_grad[1]:
         dw = _grad_weight(grad, x, ctx.shift, k)
         dw = dw.flip(-1) if ctx.flip else dw
-    return dx, dw, None, None, None
+    if bias is not None and ctx.needs_input_grad[2]:
+        db = grad.sum(-1).reshape(-1, weight.shape[0]).sum(0)
+    return dx, dw, db, None, None, None, None
 
 
 def _save_grad_weight(ctx, inputs, output):
@@ -118,8 +130,8 @@ def _save_grad_weight(ctx, inputs, output):
 def _grad_weight_backward(ctx, u):
     grad_output, x = ctx.saved_tensors
     k = u.shape[-1]
-    dg = _correlate(x, u, ctx.shift, False, grad_output.shape[-1]) if ctx.needs_input_grad[0] else None
-    dx = _correlate(grad_output, u, k - 1 - ctx.shift, True, x.shape[-1]) if ctx.needs_input_grad[1] else None
+    dg = _correlate(x, u, None, ctx.shift, False, grad_output.shape[-1], False) if ctx.needs_input_grad[0] else None
+    dx = _correlate(grad_output, u, None, k - 1 - ctx.shift, True, x.shape[-1], False) if ctx.needs_input_grad[1] else None
     return dg, dx, None, None
 
 
@@ -186,12 +198,7 @@ def depthwise_conv1d(
     weight = weight.reshape(weight.shape[0], k)
     shift = {"causal": k - 1, "same": (k - 1) // 2, "valid": 0}[padding]
     n_out = x.shape[-1] - k + 1 if padding == "valid" else x.shape[-1]
-    out = _correlate(x, weight, shift, False, n_out)
-    if bias is not None:
-        out = out + bias.unsqueeze(-1)
-    if activation == "silu":
-        out = F.silu(out)
-    return out
+    return _correlate(x, weight, bias, shift, False, n_out, activation == "silu")
 
 
 class DepthwiseConv1d(torch.nn.Module):

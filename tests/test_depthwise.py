@@ -87,7 +87,9 @@ def test_channel_last_gradients_and_opcheck():
     x = random((2, 30, 6), "cpu", torch.float64, seed=20).transpose(1, 2).requires_grad_()
     w = random((6, 4), "cpu", torch.float64, seed=21, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w: depthwise_conv1d(x, w, None, "same", "silu"), (x, w))
-    torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, 3, False, 30))
+    b = random(6, "cpu", torch.float64, seed=22, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: depthwise_conv1d(x, w, b, "causal", "silu"), (x, w, b))
+    torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, b, 3, False, 30, True))
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -99,19 +101,23 @@ def test_gradcheck(padding, activation):
     assert torch.autograd.gradcheck(lambda x, w, b: depthwise_conv1d(x, w, b, padding, activation), (x, w, b))
 
 
+@pytest.mark.parametrize("activation", [None, "silu"])
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_gradgradcheck(padding):
+def test_gradgradcheck(padding, activation):
     x = random((2, 3, 12), "cpu", torch.float64, seed=11, requires_grad=True)
     w = random((3, 4), "cpu", torch.float64, seed=12, requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda x, w: depthwise_conv1d(x, w, None, padding), (x, w))
+    b = random(3, "cpu", torch.float64, seed=13, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: depthwise_conv1d(x, w, b, padding, activation), (x, w, b))
 
 
 def test_opcheck():
     x = random((2, 3, 40), "cpu", seed=13, requires_grad=True)
     w = random((3, 6), "cpu", seed=14, requires_grad=True)
     g = random((2, 3, 40), "cpu", seed=15)
-    for shift, flip in ((5, False), (2, True), (0, False)):
-        torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, shift, flip, 40 - 5 * (shift == 0)))
+    b = random(3, "cpu", seed=16, requires_grad=True)
+    for shift, flip, bias, silu in ((5, False, b, True), (2, True, None, False), (0, False, b, False), (5, False, None, True)):
+        n_out = 35 if shift == 0 else 40
+        torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, bias, shift, flip, n_out, silu))
     torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_grad_weight.default, (g, x, 5, 6))
 
 

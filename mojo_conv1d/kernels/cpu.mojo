@@ -4,7 +4,7 @@ grad_kernel_cpu, the gradient with respect to the kernel (partial sums added
 in a fixed order); and the constants that size and route their work items.
 """
 
-from std.math import ceildiv
+from std.math import ceildiv, exp
 from std.sys import simd_width_of
 from max.algorithm import sync_parallelize
 
@@ -20,6 +20,26 @@ comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are 
 
 
 @always_inline
+def finish[
+    acc: DType, width: Int
+](sum: SIMD[acc, width], bias: SIMD[acc, width], has_bias: Bool, silu: Bool) -> SIMD[acc, width]:
+    """The depthwise op's epilogue on sums in the accumulator type: the
+    channel's bias, then SiLU (x * sigmoid(x)); nothing for the other ops."""
+    var value = sum
+    if has_bias:
+        value += bias
+    if silu:
+        # accum_type is float32 or float64; exp wants to see which.
+        comptime if acc == DType.float64:
+            var v = rebind[SIMD[DType.float64, width]](value)
+            value = rebind[SIMD[acc, width]](v / (1 + exp(-v)))
+        else:
+            var v = rebind[SIMD[DType.float32, width]](value)
+            value = rebind[SIMD[acc, width]](v / (1 + exp(-v)))
+    return value
+
+
+@always_inline
 def edge_span[
     dtype: DType, BLOCK: Int
 ](
@@ -31,6 +51,9 @@ def edge_span[
     shift: Int,
     a: Int,
     b: Int,
+    bias: Scalar[accum_type[dtype]],
+    has_bias: Bool,
+    silu: Bool,
 ):
     """correlate_cpu's outputs a .. b - 1 of one row, through a zero-padded
     copy of the inputs they read, BLOCK outputs at a time."""
@@ -49,7 +72,7 @@ def edge_span[
         var src = buf.unsafe_offset(q * BLOCK)
         for j in range(k):
             sum += src.unsafe_load[width=BLOCK](j) * taps.unsafe_load(j)
-        var result = sum.cast[dtype]()
+        var result = finish(sum, SIMD[acc, BLOCK](bias), has_bias, silu).cast[dtype]()
         var i = a + q * BLOCK
         comptime for e in range(BLOCK):
             if i + e < b:
@@ -70,6 +93,8 @@ def correlate_cpu[
     flip: Bool,
     channels: Int = 1,
     n_out: Int = -1,
+    bias_address: Int = 0,
+    silu: Bool = False,
 ) raises:
     """The same sum as the GPU kernel. The interior of each row, where the
     whole window lies inside the row, runs BLOCK outputs at a time (several
@@ -80,7 +105,9 @@ def correlate_cpu[
 
     For the depthwise op: `kernel` holds `channels` filters of k taps, and
     row r uses filter r % channels (one filter, for the single-filter op);
-    output rows hold n_out elements (n unless given), input rows n."""
+    output rows hold n_out elements (n unless given), input rows n; then the
+    channel's bias is added where bias_address (of `channels` values) is not
+    0, and SiLU applied where silu is set (`finish`)."""
     comptime acc = accum_type[dtype]
     comptime W = simd_width_of[acc]()
     comptime BLOCK = 4 * W
@@ -91,13 +118,20 @@ def correlate_cpu[
         for j in range(k):
             tap_list.append(kernel.unsafe_load(c * k + (k - 1 - j if flip else j)).cast[acc]())
     var all_taps = tap_list.unsafe_ptr()
+    var has_bias = bias_address != 0
+    var bias_list = List[Scalar[acc]](length=channels, fill=0)
+    if has_bias:
+        var bias = Pointer[Scalar[dtype], MutAnyOrigin](unsafe_from_address=bias_address)
+        for c in range(channels):
+            bias_list[c] = bias.unsafe_load(c).cast[acc]()
+    var biases = bias_list.unsafe_ptr()
     var chunks_per_row = ceildiv(out_n, CPU_CHUNK)
     # Short rows go several to a work item, so that an item holds about
     # CPU_CHUNK outputs either way.
     var rows_per_item = max(1, CPU_CHUNK // out_n) if chunks_per_row == 1 else 1
     var items = ceildiv(rows, rows_per_item) * chunks_per_row
 
-    def work(item: Int) {var output, var input, var all_taps, var n, var out_n, var k, var shift, var channels, var chunks_per_row, var rows_per_item, var rows}:
+    def work(item: Int) {var output, var input, var all_taps, var biases, var has_bias, var silu, var n, var out_n, var k, var shift, var channels, var chunks_per_row, var rows_per_item, var rows}:
         var first_row = item // chunks_per_row * rows_per_item
         var i0 = (item % chunks_per_row) * CPU_CHUNK
         var i1 = min(i0 + CPU_CHUNK, out_n)
@@ -105,6 +139,7 @@ def correlate_cpu[
             var x = input.unsafe_offset(row * n)
             var out = output.unsafe_offset(row * out_n)
             var taps = all_taps.unsafe_offset((row % channels) * k)
+            var row_bias = biases.unsafe_load(row % channels)
             # Whole window inside the row: i - shift >= 0 and i - shift + k <= n.
             var lo = min(max(i0, shift), i1)
             var hi = max(min(i1, n - k + 1 + shift), lo)
@@ -115,7 +150,7 @@ def correlate_cpu[
                 var src = x.unsafe_offset(i - shift)
                 for j in range(k):
                     sum += src.unsafe_load[width=BLOCK](j).cast[acc]() * taps.unsafe_load(j)
-                var result = sum.cast[dtype]()
+                var result = finish(sum, SIMD[acc, BLOCK](row_bias), has_bias, silu).cast[dtype]()
                 if Int(out.unsafe_offset(i)) % STREAM_ALIGN == 0:
                     # A streaming store: the output line is written without
                     # being read into the cache first (a third less traffic).
@@ -130,8 +165,8 @@ def correlate_cpu[
             # inputs they read, zeros outside the row (multiplied like the
             # rest: zero times an infinite tap is NaN, as on the GPU).
             var row_taps = rebind[Pointer[Scalar[acc], MutAnyOrigin]](taps)
-            edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, i0, lo)
-            edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, mid, i1)
+            edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, i0, lo, row_bias, has_bias, silu)
+            edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, mid, i1, row_bias, has_bias, silu)
 
     if k <= CPU_SERIAL_MAX_K:
         for item in range(items):
@@ -139,6 +174,7 @@ def correlate_cpu[
     else:
         sync_parallelize(work, items)
     _ = tap_list^
+    _ = bias_list^
 
 
 def grad_kernel_cpu[
@@ -215,12 +251,15 @@ def correlate_channels_last_cpu[
     k: Int,
     shift: Int,
     flip: Bool,
+    bias_address: Int = 0,
+    silu: Bool = False,
 ) raises:
     """correlate_cpu's sum, one filter per channel, for tensors laid out
     channel-last: input[b, s, c] at (b * n + s) * channels + c, output[b, i, c]
     at (b * n_out + i) * channels + c, kernel (channels, k) as usual. SIMD runs
     over the channels, whose values for one position are contiguous, so a
-    (B, L, C) activation is read where it lies instead of being transposed."""
+    (B, L, C) activation is read where it lies instead of being transposed.
+    The bias and SiLU as in correlate_cpu."""
     comptime acc = accum_type[dtype]
     comptime W = simd_width_of[acc]()
     comptime P = 4  # positions per step in the interior (s0 to s3 below)
@@ -230,10 +269,17 @@ def correlate_channels_last_cpu[
         for j in range(k):
             tap_list[j * channels + c] = kernel.unsafe_load(c * k + (k - 1 - j if flip else j)).cast[acc]()
     var taps = tap_list.unsafe_ptr()
+    var has_bias = bias_address != 0
+    var bias_list = List[Scalar[acc]](length=channels, fill=0)
+    if has_bias:
+        var bias = Pointer[Scalar[dtype], MutAnyOrigin](unsafe_from_address=bias_address)
+        for c in range(channels):
+            bias_list[c] = bias.unsafe_load(c).cast[acc]()
+    var biases = bias_list.unsafe_ptr()
     var positions_per_item = max(1, CPU_CHUNK // max(channels, 1))
     var items = ceildiv(batch * n_out, positions_per_item)
 
-    def work(item: Int) {var output, var input, var taps, var channels, var n, var n_out, var k, var shift, var positions_per_item, var batch}:
+    def work(item: Int) {var output, var input, var taps, var biases, var has_bias, var silu, var channels, var n, var n_out, var k, var shift, var positions_per_item, var batch}:
         var p0 = item * positions_per_item
         var p1 = min(p0 + positions_per_item, batch * n_out)
         var p = p0
@@ -259,17 +305,19 @@ def correlate_channels_last_cpu[
                         s2 += at.unsafe_offset(2 * channels).unsafe_load[width=W]().cast[acc]() * tap
                         s3 += at.unsafe_offset(3 * channels).unsafe_load[width=W]().cast[acc]() * tap
                     var out = output.unsafe_offset(p * channels + c)
-                    out.unsafe_store(s0.cast[dtype]())
-                    out.unsafe_offset(channels).unsafe_store(s1.cast[dtype]())
-                    out.unsafe_offset(2 * channels).unsafe_store(s2.cast[dtype]())
-                    out.unsafe_offset(3 * channels).unsafe_store(s3.cast[dtype]())
+                    var b = biases.unsafe_offset(c).unsafe_load[width=W]()
+                    out.unsafe_store(finish(s0, b, has_bias, silu).cast[dtype]())
+                    out.unsafe_offset(channels).unsafe_store(finish(s1, b, has_bias, silu).cast[dtype]())
+                    out.unsafe_offset(2 * channels).unsafe_store(finish(s2, b, has_bias, silu).cast[dtype]())
+                    out.unsafe_offset(3 * channels).unsafe_store(finish(s3, b, has_bias, silu).cast[dtype]())
                     c += W
                 while c < channels:
                     comptime for q in range(P):
                         var sum = Scalar[acc](0)
                         for j in range(k):
                             sum += x_row.unsafe_load((i + q + j - shift) * channels + c).cast[acc]() * taps.unsafe_load(j * channels + c)
-                        output.unsafe_store((p + q) * channels + c, sum.cast[dtype]())
+                        var value = finish[acc, 1](sum, biases.unsafe_load(c), has_bias, silu)
+                        output.unsafe_store((p + q) * channels + c, value.cast[dtype]()[0])
                     c += 1
                 p += P
                 continue
@@ -284,7 +332,7 @@ def correlate_channels_last_cpu[
                     if s >= 0 and s < n:
                         x = x_row.unsafe_offset(s * channels + c).unsafe_load[width=W]().cast[acc]()
                     sum += x * taps.unsafe_offset(j * channels + c).unsafe_load[width=W]()
-                out.unsafe_offset(c).unsafe_store(sum.cast[dtype]())
+                out.unsafe_offset(c).unsafe_store(finish(sum, biases.unsafe_offset(c).unsafe_load[width=W](), has_bias, silu).cast[dtype]())
                 c += W
             while c < channels:
                 var sum = Scalar[acc](0)
@@ -294,7 +342,8 @@ def correlate_channels_last_cpu[
                     if s >= 0 and s < n:
                         x = x_row.unsafe_load(s * channels + c).cast[acc]()
                     sum += x * taps.unsafe_load(j * channels + c)
-                out.unsafe_store(c, sum.cast[dtype]())
+                var value = finish[acc, 1](sum, biases.unsafe_load(c), has_bias, silu)
+                out.unsafe_store(c, value.cast[dtype]()[0])
                 c += 1
             p += 1
 
@@ -304,3 +353,4 @@ def correlate_channels_last_cpu[
     else:
         sync_parallelize(work, items)
     _ = tap_list^
+    _ = bias_list^
