@@ -8,11 +8,7 @@ imported once per process.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -22,28 +18,8 @@ from . import build
 
 SOURCE = Path(__file__).with_name("cpu_ops.mojo")
 DTYPE_CODES = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}  # cpu_ops.DTYPES
-# Loading a Mojo extension sets these in the process's C environment (Mojo's
-# Python interop), where os.environ does not see them; a child process would
-# inherit PYTHONEXECUTABLE and start outside this venv.
-_MOJO_INTEROP_ENV = ("PYTHONEXECUTABLE", "PYTHONPATH", "MOJO_PYTHON_LIBRARY")
-
 _lock = threading.Lock()
 _module: ModuleType | None = None
-
-
-@contextlib.contextmanager
-def mojo_interop_env_kept() -> Iterator[None]:
-    """Loading a Mojo extension inside this block leaves the C environment's
-    _MOJO_INTEROP_ENV as they were."""
-    saved = {name: os.environ.get(name) for name in _MOJO_INTEROP_ENV}
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.unsetenv(name)
-            else:
-                os.putenv(name, value)
 
 
 def module() -> ModuleType:
@@ -53,12 +29,7 @@ def module() -> ModuleType:
         return _module
     with _lock:
         if _module is None:
-            library = build.extension_module(SOURCE)
-            spec = importlib.util.spec_from_file_location("cpu_ops", library)
-            loaded = importlib.util.module_from_spec(spec)
-            with mojo_interop_env_kept():
-                spec.loader.exec_module(loaded)
-            _module = loaded
+            _module = build.import_extension(SOURCE)
     return _module
 
 

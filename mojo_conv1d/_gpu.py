@@ -10,7 +10,6 @@ process; each GPU gets one Mojo DeviceContext, made on its first call.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -43,12 +42,7 @@ def architecture(index: int) -> str:
 
 def _module(target: str) -> ModuleType:
     if (found := _modules.get(target)) is None:
-        library = build.extension_module(SOURCE, target_accelerator=target)
-        spec = importlib.util.spec_from_file_location("gpu_ops", library)
-        found = importlib.util.module_from_spec(spec)
-        with _cpu.mojo_interop_env_kept():
-            spec.loader.exec_module(found)
-        _modules[target] = found
+        found = _modules[target] = build.import_extension(SOURCE, target_accelerator=target)
     return found
 
 

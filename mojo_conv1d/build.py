@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,11 +22,16 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 KERNELS = PACKAGE_DIR / "kernels"  # the Mojo package: every kernel and MAX op
 
 _lock = threading.Lock()
+# Loading a Mojo extension sets these in the process's C environment (Mojo's
+# Python interop), where os.environ does not see them; a child process would
+# inherit PYTHONEXECUTABLE and start outside this venv.
+_MOJO_INTEROP_ENV = ("PYTHONEXECUTABLE", "PYTHONPATH", "MOJO_PYTHON_LIBRARY")
 
 
 def cache_dir() -> Path:
@@ -120,6 +126,25 @@ def extension_module(source: Path, include: Path = KERNELS, target_accelerator: 
     if target_accelerator is not None:
         command += ["--target-accelerator", target_accelerator]
     return _build(f"{source.stem}.so", sources, command)
+
+
+def import_extension(source: Path, target_accelerator: str | None = None) -> ModuleType:
+    """extension_module(source, ...) imported, leaving the C environment's
+    _MOJO_INTEROP_ENV as they were. Each call imports the library anew: the
+    callers keep the module."""
+    library = extension_module(source, target_accelerator=target_accelerator)
+    spec = importlib.util.spec_from_file_location(source.stem, library)
+    module = importlib.util.module_from_spec(spec)
+    saved = {name: os.environ.get(name) for name in _MOJO_INTEROP_ENV}
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.unsetenv(name)
+            else:
+                os.putenv(name, value)
+    return module
 
 
 @contextlib.contextmanager

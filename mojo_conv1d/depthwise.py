@@ -61,7 +61,7 @@ def _correlate_cpu(x, weight, bias, shift, flip, n_out, silu):
         _cpu.correlate_channels_last(out, x, weight, shift, flip, bias=bias, silu=silu)
         return out
     x = _contiguous(x)
-    out = x.new_empty(*x.shape[:-1], n_out)
+    out = _new_output(x, n_out)
     _cpu.correlate(out, x, weight, shift, flip, channels=weight.shape[0], bias=bias, silu=silu)
     return out
 

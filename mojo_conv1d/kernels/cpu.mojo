@@ -39,6 +39,17 @@ def finish[
     return value
 
 
+def bias_values[dtype: DType](bias_address: Int, channels: Int) -> List[Scalar[accum_type[dtype]]]:
+    """The `channels` biases at bias_address in the accumulator type, or
+    zeros where the address is 0 (no bias)."""
+    var values = List[Scalar[accum_type[dtype]]](length=channels, fill=0)
+    if bias_address != 0:
+        var bias = Pointer[Scalar[dtype], MutAnyOrigin](unsafe_from_address=bias_address)
+        for c in range(channels):
+            values[c] = bias.unsafe_load(c).cast[accum_type[dtype]]()
+    return values^
+
+
 @always_inline
 def edge_span[
     dtype: DType, BLOCK: Int
@@ -119,11 +130,7 @@ def correlate_cpu[
             tap_list.append(kernel.unsafe_load(c * k + (k - 1 - j if flip else j)).cast[acc]())
     var all_taps = tap_list.unsafe_ptr()
     var has_bias = bias_address != 0
-    var bias_list = List[Scalar[acc]](length=channels, fill=0)
-    if has_bias:
-        var bias = Pointer[Scalar[dtype], MutAnyOrigin](unsafe_from_address=bias_address)
-        for c in range(channels):
-            bias_list[c] = bias.unsafe_load(c).cast[acc]()
+    var bias_list = bias_values[dtype](bias_address, channels)
     var biases = bias_list.unsafe_ptr()
     var chunks_per_row = ceildiv(out_n, CPU_CHUNK)
     # Short rows go several to a work item, so that an item holds about
@@ -270,11 +277,7 @@ def correlate_channels_last_cpu[
             tap_list[j * channels + c] = kernel.unsafe_load(c * k + (k - 1 - j if flip else j)).cast[acc]()
     var taps = tap_list.unsafe_ptr()
     var has_bias = bias_address != 0
-    var bias_list = List[Scalar[acc]](length=channels, fill=0)
-    if has_bias:
-        var bias = Pointer[Scalar[dtype], MutAnyOrigin](unsafe_from_address=bias_address)
-        for c in range(channels):
-            bias_list[c] = bias.unsafe_load(c).cast[acc]()
+    var bias_list = bias_values[dtype](bias_address, channels)
     var biases = bias_list.unsafe_ptr()
     var positions_per_item = max(1, CPU_CHUNK // max(channels, 1))
     var items = ceildiv(batch * n_out, positions_per_item)
