@@ -84,17 +84,3 @@ def grad_kernel(grad_kernel: torch.Tensor, grad_output: torch.Tensor, input: tor
         DTYPE_CODES[input.dtype], grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(),
         input.numel() // n, n, grad_kernel.shape[-1], channels, grad_output.shape[-1], shift,
     )
-
-
-def run(name: str, *tensors: torch.Tensor) -> None:
-    """Mojo op `name` on (output, inputs...), as conv1d.mojo defines it: the
-    input's gradient is the forward sum shifted by k - 1 with the taps reversed."""
-    if name == "conv1d_grad_kernel":
-        grad_kernel(*tensors)
-        return
-    output, input, kernel = tensors
-    k = kernel.shape[0]
-    if name == "conv1d_forward":
-        correlate(output, input, kernel, 0, False)
-    else:
-        correlate(output, input, kernel, k - 1, True)

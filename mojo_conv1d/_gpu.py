@@ -57,41 +57,66 @@ def device(index: int) -> tuple[ModuleType, int]:
     return found
 
 
-def run(name: str, *tensors: torch.Tensor) -> None:
-    """Mojo op `name` on (output, inputs...) on their GPU, on PyTorch's current
-    stream there, as conv1d.mojo defines it (see _cpu.run). The tensors'
-    device is made current for the launch when it is not, as a torch op does."""
-    current = torch.cuda.current_device()
-    index = tensors[0].device.index
-    if index is None or index == current:
-        _launch(name, current, tensors)
-    else:
+def correlate(
+    output: torch.Tensor,
+    input: torch.Tensor,
+    kernel: torch.Tensor,
+    shift: int,
+    flip: bool,
+    channels: int = 1,
+    bias: torch.Tensor | None = None,
+    silu: bool = False,
+) -> None:
+    """kernels/gpu.mojo's correlate_gpu on contiguous tensors, on PyTorch's
+    current stream of their GPU: as _cpu.correlate, rows of input (..., n)
+    into rows of output (..., n_out), row r with filter r % channels of
+    kernel (channels, k), then bias (channels,) and SiLU where given. The
+    tensors' device is made current for the launch when it is not, as a
+    torch op does."""
+    index = input.device.index
+    if index != torch.cuda.current_device():
         with torch.cuda.device(index):
-            _launch(name, index, tensors)
+            correlate(output, input, kernel, shift, flip, channels, bias, silu)
+        return
+    gpu_ops, context = _devices.get(index) or device(index)
+    n = input.shape[-1]
+    gpu_ops.correlate(
+        context, current_raw_stream(index), DTYPE_CODES[input.dtype], output.data_ptr(), input.data_ptr(),
+        kernel.data_ptr(), input.numel() // n, n, kernel.shape[-1], shift, int(flip), channels, output.shape[-1],
+        0 if bias is None else bias.data_ptr(), int(silu),
+    )
 
 
-def _launch(name: str, index: int, tensors: tuple[torch.Tensor, ...]) -> None:
+def grad_kernel(
+    grad_kernel: torch.Tensor, grad_output: torch.Tensor, input: torch.Tensor, shift: int = 0, channels: int = 1
+) -> None:
+    """The filters' gradient on contiguous tensors, as _cpu.grad_kernel:
+    grad_kernel (channels, k) from rows of grad_output (..., n_out) and
+    input (..., n). One filter over full-length rows takes gpu.mojo's
+    grad_kernel_gpu (a thread per tap, for long filters over long rows);
+    anything else grad_kernel_channels_gpu (a thread per run of positions,
+    for a few taps per channel). Their scratch comes from PyTorch's caching
+    allocator on this stream: reused only by work queued behind them."""
+    index = input.device.index
+    if index != torch.cuda.current_device():
+        with torch.cuda.device(index):
+            grad_kernel(grad_kernel, grad_output, input, shift, channels)
+        return
     gpu_ops, context = _devices.get(index) or device(index)
     stream = current_raw_stream(index)
-    dtype = tensors[0].dtype
-    code = DTYPE_CODES[dtype]
-    if name == "conv1d_grad_kernel":
-        grad_kernel, grad_output, input = tensors
-        n = input.shape[-1]
-        rows = input.numel() // n
-        k = grad_kernel.shape[0]
-        # From PyTorch's caching allocator on this stream: reused only by
-        # work queued behind the kernels that read it.
-        scratch_dtype = SCRATCH_DTYPES.get(dtype, torch.float32)
+    dtype = input.dtype
+    scratch_dtype = SCRATCH_DTYPES.get(dtype, torch.float32)
+    n, n_out, k = input.shape[-1], grad_output.shape[-1], grad_kernel.shape[-1]
+    rows = input.numel() // n
+    if channels == 1 and shift == 0 and n_out == n:
         scratch = torch.empty(gpu_ops.grad_kernel_scratch(rows, n, k), dtype=scratch_dtype, device=input.device)
         gpu_ops.grad_kernel(
-            context, stream, code, grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(),
+            context, stream, DTYPE_CODES[dtype], grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(),
             scratch.data_ptr(), rows, n, k,
         )
         return
-    output, input, kernel = tensors
-    n = input.shape[-1]
-    rows = input.numel() // n
-    k = kernel.shape[0]
-    shift, flip = (0, 0) if name == "conv1d_forward" else (k - 1, 1)
-    gpu_ops.correlate(context, stream, code, output.data_ptr(), input.data_ptr(), kernel.data_ptr(), rows, n, k, shift, flip)
+    scratch = torch.empty(gpu_ops.grad_kernel_channels_scratch(rows, n_out, k), dtype=scratch_dtype, device=input.device)
+    gpu_ops.grad_kernel_channels(
+        context, stream, DTYPE_CODES[dtype], grad_kernel.data_ptr(), grad_output.data_ptr(), input.data_ptr(),
+        scratch.data_ptr(), rows // channels, channels, n, n_out, k, shift,
+    )

@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd import forward_ad
 
-from . import _cpu
-from .ops import _contiguous, check_tensor
+from . import _cpu, _gpu
+from .ops import _SUPPORTED, _contiguous, check_tensor
 
 PADDINGS = ("causal", "same", "valid")
 ACTIVATIONS = (None, "silu")
@@ -38,8 +39,9 @@ _lib.define("depthwise_grad_weight(Tensor grad_output, Tensor x, SymInt shift, S
 
 def _channels_last(x: torch.Tensor) -> bool:
     """x (B, C, L) is a (B, L, C) tensor transposed, as a sequence model's
-    activations often are (and C > 1, else both layouts are the same)."""
-    if x.dim() != 3 or x.shape[1] == 1:
+    activations often are (and C > 1, else both layouts are the same), on
+    the CPU, which has a kernel for that layout (a CUDA tensor is copied)."""
+    if x.dim() != 3 or x.shape[1] == 1 or x.device.type != "cpu":
         return False
     b, c, length = x.shape
     return x.stride(1) == 1 and x.stride(2) == c and (b == 1 or x.stride(0) == c * length)
@@ -52,26 +54,34 @@ def _new_output(x: torch.Tensor, n_out: int) -> torch.Tensor:
     return x.new_empty(*x.shape[:-1], n_out)
 
 
-@torch.library.impl("mojo_conv1d::depthwise_correlate", "cpu", lib=_lib)
-def _correlate_cpu(x, weight, bias, shift, flip, n_out, silu):
-    weight = _contiguous(weight)
-    bias = None if bias is None else _contiguous(bias)
-    if _channels_last(x):
+def _register_kernels(device: str, backend) -> None:
+    """The two ops' bodies on one kind of device; `backend` (_cpu or _gpu)
+    runs the Mojo kernels."""
+
+    def depthwise_correlate(x, weight, bias, shift, flip, n_out, silu):
+        weight = _contiguous(weight)
+        bias = None if bias is None else _contiguous(bias)
+        if _channels_last(x):
+            out = _new_output(x, n_out)
+            backend.correlate_channels_last(out, x, weight, shift, flip, bias=bias, silu=silu)
+            return out
+        x = _contiguous(x)
         out = _new_output(x, n_out)
-        _cpu.correlate_channels_last(out, x, weight, shift, flip, bias=bias, silu=silu)
+        backend.correlate(out, x, weight, shift, flip, channels=weight.shape[0], bias=bias, silu=silu)
         return out
-    x = _contiguous(x)
-    out = _new_output(x, n_out)
-    _cpu.correlate(out, x, weight, shift, flip, channels=weight.shape[0], bias=bias, silu=silu)
-    return out
+
+    def depthwise_grad_weight(grad_output, x, shift, kernel_size):
+        x = _contiguous(x)
+        grad_weight = x.new_empty(x.shape[-2], kernel_size)
+        backend.grad_kernel(grad_weight, _contiguous(grad_output), x, shift=shift, channels=x.shape[-2])
+        return grad_weight
+
+    for body in (depthwise_correlate, depthwise_grad_weight):
+        torch.library.impl(f"mojo_conv1d::{body.__name__}", device, lib=_lib)(body)
 
 
-@torch.library.impl("mojo_conv1d::depthwise_grad_weight", "cpu", lib=_lib)
-def _grad_weight_cpu(grad_output, x, shift, kernel_size):
-    x = _contiguous(x)
-    grad_weight = x.new_empty(x.shape[-2], kernel_size)
-    _cpu.grad_kernel(grad_weight, _contiguous(grad_output), x, shift=shift, channels=x.shape[-2])
-    return grad_weight
+_register_kernels("cpu", _cpu)
+_register_kernels("cuda", _gpu)
 
 
 @torch.library.register_fake("mojo_conv1d::depthwise_correlate", lib=_lib)
@@ -145,6 +155,20 @@ torch.library.register_autograd(
 
 def _check_args(x, weight, bias, padding, activation) -> None:
     """Clear Python errors, naming the argument, before anything reaches Mojo."""
+    # The common case in one expression; the checks below only name what is wrong.
+    if (
+        isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)
+        and x.dtype in _SUPPORTED and weight.dtype is x.dtype
+        and 1 < x.ndim < 4 and x.numel()
+        and (weight.ndim == 2 or (weight.ndim == 3 and weight.shape[1] == 1))
+        and weight.shape[0] == x.shape[-2] and weight.shape[-1]
+        and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype is x.dtype and bias.shape == weight.shape[:1]
+                              and bias.device == x.device))
+        and weight.device == x.device and x.device.type in ("cpu", "cuda")
+        and (padding == "causal" or padding == "same" or (padding == "valid" and weight.shape[-1] <= x.shape[-1]))
+        and (activation is None or activation == "silu")
+    ):
+        return
     for name, t in (("x", x), ("weight", weight), ("bias", bias)):
         if t is None and name == "bias":
             continue
@@ -153,10 +177,8 @@ def _check_args(x, weight, bias, padding, activation) -> None:
             raise TypeError(f"depthwise_conv1d: {name} dtype {t.dtype} differs from x dtype {x.dtype}")
         if t.device != x.device:
             raise ValueError(f"depthwise_conv1d: {name} is on {t.device} but x is on {x.device}")
-    if x.device.type == "cuda":
-        raise NotImplementedError("depthwise_conv1d: the CUDA kernels are not written yet; it runs on cpu tensors")
-    if x.device.type != "cpu":
-        raise ValueError(f"depthwise_conv1d: x is on {x.device}; only cpu is supported")
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"depthwise_conv1d: x is on {x.device}; only cpu and cuda are supported")
     if x.dim() not in (2, 3):
         raise ValueError(f"depthwise_conv1d: x must have shape (B, C, L) or (C, L), got {tuple(x.shape)}")
     channels = x.shape[-2]
@@ -198,7 +220,20 @@ def depthwise_conv1d(
     weight = weight.reshape(weight.shape[0], k)
     shift = {"causal": k - 1, "same": (k - 1) // 2, "valid": 0}[padding]
     n_out = x.shape[-1] - k + 1 if padding == "valid" else x.shape[-1]
-    return _correlate(x, weight, bias, shift, False, n_out, activation == "silu")
+    silu = activation == "silu"
+    if forward_ad._current_level >= 0 and any(
+        t is not None and forward_ad.unpack_dual(t).tangent is not None for t in (x, weight, bias)
+    ):
+        raise NotImplementedError("depthwise_conv1d: forward-mode AD (dual tensors) is not supported; use backward()")
+    if (
+        (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
+        or torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+    ):
+        return _correlate(x, weight, bias, shift, False, n_out, silu)
+    # Nothing to differentiate: skip the Python autograd kernel, as conv1d does.
+    with torch._C._AutoDispatchBelowAutograd():
+        return _correlate(x, weight, bias, shift, False, n_out, silu)
 
 
 class DepthwiseConv1d(torch.nn.Module):

@@ -76,35 +76,36 @@ _lib.define("conv1d_grad_input(Tensor grad_output, Tensor kernel) -> Tensor")
 _lib.define("conv1d_grad_kernel(Tensor grad_output, Tensor input, SymInt kernel_size) -> Tensor")
 
 
-def _register_kernels(device: str, run) -> None:
-    """The ops' bodies on one kind of device, where `run` launches a Mojo op of
-    conv1d.mojo on (output, inputs...) of shape (..., n)."""
+def _register_kernels(device: str, backend) -> None:
+    """The ops' bodies on one kind of device; `backend` (_cpu or _gpu) runs
+    the Mojo kernels on contiguous tensors. The input's gradient is the
+    forward sum over grad_output shifted by k - 1 with the taps reversed."""
 
     def conv1d(input, kernel):
         _check_args(input, kernel)
         x = _contiguous(input)
         out = torch.empty_like(x)
-        run("conv1d_forward", out, x, _contiguous(kernel))
+        backend.correlate(out, x, _contiguous(kernel), 0, False)
         return out
 
     def conv1d_grad_input(grad_output, kernel):
         g = _contiguous(grad_output)
         grad_input = torch.empty_like(g)
-        run("conv1d_grad_input", grad_input, g, _contiguous(kernel))
+        backend.correlate(grad_input, g, _contiguous(kernel), kernel.shape[0] - 1, True)
         return grad_input
 
     def conv1d_grad_kernel(grad_output, input, kernel_size):
         g = _contiguous(grad_output)
         grad_kernel = g.new_empty(kernel_size)
-        run("conv1d_grad_kernel", grad_kernel, g, _contiguous(input))
+        backend.grad_kernel(grad_kernel, g, _contiguous(input))
         return grad_kernel
 
     for body in (conv1d, conv1d_grad_input, conv1d_grad_kernel):
         torch.library.impl(f"mojo_conv1d::{body.__name__}", device, lib=_lib)(body)
 
 
-_register_kernels("cpu", _cpu.run)
-_register_kernels("cuda", _gpu.run)
+_register_kernels("cpu", _cpu)
+_register_kernels("cuda", _gpu)
 
 _conv1d = torch.ops.mojo_conv1d.conv1d.default
 _conv1d_grad_input = torch.ops.mojo_conv1d.conv1d_grad_input.default

@@ -90,8 +90,9 @@ def test_compile_reduce_overhead_replays_the_op_from_a_cuda_graph(monkeypatch):
     # extension-cpp's stream-sync test) and recorded in the CUDA graph: once
     # recorded, a call replays the graph without running the op's Python body.
     launches = []
-    launch = _gpu._launch
-    monkeypatch.setattr(_gpu, "_launch", lambda name, *args: (launches.append(name), launch(name, *args)))
+    for name in ("correlate", "grad_kernel"):
+        launch = getattr(_gpu, name)
+        monkeypatch.setattr(_gpu, name, lambda *args, name=name, launch=launch: (launches.append(name), launch(*args)))
     model = Smoother(5, "cuda")
     compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
     inputs = [random((8, 64), "cuda", seed=seed) for seed in range(6)]

@@ -1,8 +1,9 @@
 """depthwise_conv1d and DepthwiseConv1d against F.conv1d(groups=C) in float64,
 over shapes that hit the kernels' edges (K = 1, K > L, C = 1, odd L), every
 padding, with and without bias and SiLU, every dtype; gradients, opcheck,
-torch.compile, nn.Conv1d's state_dict, and bad input. CPU only so far: the
-CUDA kernels are not written yet."""
+torch.compile, nn.Conv1d's state_dict, and bad input; on the CPU and, where
+there is one, on a CUDA device, where shapes also reach each GPU kernel
+(window, tiled, tensor cores) and its aligned and unaligned paths."""
 
 import importlib.util
 import itertools
@@ -10,7 +11,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO
+from conftest import DEVICES, REPO, needs_cuda
 from reference import random
 
 from mojo_conv1d import DepthwiseConv1d, depthwise_conv1d
@@ -35,11 +36,12 @@ def torch_reference(x, w, b, padding, activation):
 @pytest.mark.parametrize(("bias", "activation"), list(itertools.product([False, True], [None, "silu"])))
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"B{b}C{c}L{l}K{k}" for b, c, l, k in SHAPES])
-def test_matches_grouped_conv1d_in_float64(shape, padding, bias, activation):
+@pytest.mark.parametrize("device", DEVICES)
+def test_matches_grouped_conv1d_in_float64(device, shape, padding, bias, activation):
     b_, c, length, k = shape
-    x = random((b_, c, length), "cpu", torch.float64, seed=length)
-    w = random((c, k), "cpu", torch.float64, seed=k + 1)
-    b = random(c, "cpu", torch.float64, seed=c + 2) if bias else None
+    x = random((b_, c, length), device, torch.float64, seed=length)
+    w = random((c, k), device, torch.float64, seed=k + 1)
+    b = random(c, device, torch.float64, seed=c + 2) if bias else None
     if padding == "valid" and k > length:
         with pytest.raises(ValueError, match="padding 'valid' needs K <= L"):
             depthwise_conv1d(x, w, b, padding, activation)
@@ -50,12 +52,13 @@ def test_matches_grouped_conv1d_in_float64(shape, padding, bias, activation):
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2), (torch.float32, 2e-6)])
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_lower_precision_dtypes_round_once(dtype, tol, padding):
+@pytest.mark.parametrize("device", DEVICES)
+def test_lower_precision_dtypes_round_once(device, dtype, tol, padding):
     """Sums run in float32, so the result is the float64 sum rounded once
     to the dtype (within a few of its units, relative to the terms' size)."""
-    x = random((3, 16, 1000), "cpu", seed=1).to(dtype)
-    w = random((16, 4), "cpu", seed=2).to(dtype)
-    b = random(16, "cpu", seed=3).to(dtype)
+    x = random((3, 16, 1000), device, seed=1).to(dtype)
+    w = random((16, 4), device, seed=2).to(dtype)
+    b = random(16, device, seed=3).to(dtype)
     got = depthwise_conv1d(x, w, b, padding, "silu")
     assert got.dtype == dtype
     exact = torch_reference(x.double(), w.double(), b.double(), padding, "silu")
@@ -63,80 +66,89 @@ def test_lower_precision_dtypes_round_once(dtype, tol, padding):
     assert ((got.double() - exact).abs() / scale).max() <= 2 * tol
 
 
-def test_a_two_dimensional_input_and_nn_conv1d_weights():
-    x = random((6, 50), "cpu", torch.float64, seed=4)
-    w = random((6, 1, 5), "cpu", torch.float64, seed=5)
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_two_dimensional_input_and_nn_conv1d_weights(device):
+    x = random((6, 50), device, torch.float64, seed=4)
+    w = random((6, 1, 5), device, torch.float64, seed=5)
     torch.testing.assert_close(depthwise_conv1d(x, w), torch_reference(x[None], w, None, "causal", None)[0])
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize(("b", "c", "length", "k"), [(2, 8, 300, 4), (3, 33, 64, 64), (2, 19, 103, 7), (1, 5, 17, 1)])
-def test_channel_last_input_gives_the_same_result_in_its_layout(b, c, length, k, padding):
-    """A channel-last tensor, as a (B, L, C) activation transposed, runs on
-    its own kernel (SIMD over channels) and comes out channel-last too, with
-    the same bits as the contiguous case."""
-    x = random((b, length, c), "cpu", torch.float64, seed=6).transpose(1, 2)
-    w = random((c, k), "cpu", torch.float64, seed=7)
+@pytest.mark.parametrize("device", DEVICES)
+def test_channel_last_input_gives_the_same_result_in_its_layout(device, b, c, length, k, padding):
+    """A channel-last tensor, as a (B, L, C) activation transposed, gives the
+    same bits as the contiguous case. On the CPU it runs on its own kernel
+    (SIMD over channels) and comes out channel-last too; on CUDA it is
+    copied to the contiguous layout first."""
+    x = random((b, length, c), device, torch.float64, seed=6).transpose(1, 2)
+    w = random((c, k), device, torch.float64, seed=7)
     assert not x.is_contiguous()
     got = depthwise_conv1d(x, w, None, padding)
-    assert got.transpose(1, 2).is_contiguous()
+    assert got.transpose(1, 2).is_contiguous() if device == "cpu" else got.is_contiguous()
     assert torch.equal(got, depthwise_conv1d(x.contiguous(), w, None, padding))
 
 
-def test_channel_last_gradients_and_opcheck():
-    x = random((2, 30, 6), "cpu", torch.float64, seed=20).transpose(1, 2).requires_grad_()
-    w = random((6, 4), "cpu", torch.float64, seed=21, requires_grad=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_channel_last_gradients_and_opcheck(device):
+    x = random((2, 30, 6), device, torch.float64, seed=20).transpose(1, 2).requires_grad_()
+    w = random((6, 4), device, torch.float64, seed=21, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w: depthwise_conv1d(x, w, None, "same", "silu"), (x, w))
-    b = random(6, "cpu", torch.float64, seed=22, requires_grad=True)
+    b = random(6, device, torch.float64, seed=22, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w, b: depthwise_conv1d(x, w, b, "causal", "silu"), (x, w, b))
     torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, b, 3, False, 30, True))
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("activation", [None, "silu"])
-def test_gradcheck(padding, activation):
-    x = random((2, 3, 20), "cpu", torch.float64, seed=8, requires_grad=True)
-    w = random((3, 5), "cpu", torch.float64, seed=9, requires_grad=True)
-    b = random(3, "cpu", torch.float64, seed=10, requires_grad=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck(device, padding, activation):
+    x = random((2, 3, 20), device, torch.float64, seed=8, requires_grad=True)
+    w = random((3, 5), device, torch.float64, seed=9, requires_grad=True)
+    b = random(3, device, torch.float64, seed=10, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w, b: depthwise_conv1d(x, w, b, padding, activation), (x, w, b))
 
 
 @pytest.mark.parametrize("activation", [None, "silu"])
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_gradgradcheck(padding, activation):
-    x = random((2, 3, 12), "cpu", torch.float64, seed=11, requires_grad=True)
-    w = random((3, 4), "cpu", torch.float64, seed=12, requires_grad=True)
-    b = random(3, "cpu", torch.float64, seed=13, requires_grad=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradgradcheck(device, padding, activation):
+    x = random((2, 3, 12), device, torch.float64, seed=11, requires_grad=True)
+    w = random((3, 4), device, torch.float64, seed=12, requires_grad=True)
+    b = random(3, device, torch.float64, seed=13, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda x, w, b: depthwise_conv1d(x, w, b, padding, activation), (x, w, b))
 
 
-def test_opcheck():
-    x = random((2, 3, 40), "cpu", seed=13, requires_grad=True)
-    w = random((3, 6), "cpu", seed=14, requires_grad=True)
-    g = random((2, 3, 40), "cpu", seed=15)
-    b = random(3, "cpu", seed=16, requires_grad=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    x = random((2, 3, 40), device, seed=13, requires_grad=True)
+    w = random((3, 6), device, seed=14, requires_grad=True)
+    g = random((2, 3, 40), device, seed=15)
+    b = random(3, device, seed=16, requires_grad=True)
     for shift, flip, bias, silu in ((5, False, b, True), (2, True, None, False), (0, False, b, False), (5, False, None, True)):
         n_out = 35 if shift == 0 else 40
         torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_correlate.default, (x, w, bias, shift, flip, n_out, silu))
     torch.library.opcheck(torch.ops.mojo_conv1d.depthwise_grad_weight.default, (g, x, 5, 6))
 
 
-def test_compile_fullgraph():
-    model = torch.nn.Sequential(DepthwiseConv1d(4, 3, activation="silu"), DepthwiseConv1d(4, 5, padding="same"))
-    x = random((2, 4, 64), "cpu", seed=16)
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph(device):
+    model = torch.nn.Sequential(DepthwiseConv1d(4, 3, activation="silu"), DepthwiseConv1d(4, 5, padding="same")).to(device)
+    x = random((2, 4, 64), device, seed=16)
     compiled = torch.compile(model, fullgraph=True)
     torch.testing.assert_close(compiled(x), model(x))
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_loads_an_nn_conv1d_state_dict_and_gives_its_output(padding):
+@pytest.mark.parametrize("device", DEVICES)
+def test_loads_an_nn_conv1d_state_dict_and_gives_its_output(device, padding):
     torch.manual_seed(17)
     c, k = 6, 4
-    conv = torch.nn.Conv1d(c, c, k, groups=c, padding=k - 1 if padding == "causal" else padding, dtype=torch.float64)
-    ours = DepthwiseConv1d(c, k, padding=padding, dtype=torch.float64)
+    conv = torch.nn.Conv1d(c, c, k, groups=c, padding=k - 1 if padding == "causal" else padding, dtype=torch.float64, device=device)
+    ours = DepthwiseConv1d(c, k, padding=padding, dtype=torch.float64, device=device)
     ours.load_state_dict(conv.state_dict())
-    x = random((3, c, 30), "cpu", torch.float64, seed=18)
+    x = random((3, c, 30), device, torch.float64, seed=18)
     expected = conv(x)[..., : x.shape[-1]] if padding == "causal" else conv(x)
     torch.testing.assert_close(ours(x), expected)
     assert set(ours.state_dict()) == {"weight", "bias"}
@@ -167,6 +179,10 @@ def test_initial_weights_follow_nn_conv1d():
         (lambda: (torch.ones(2, 2), torch.ones(2, 3), None, "valid", None), ValueError, "padding 'valid' needs K <= L"),
         (lambda: (torch.ones(2, 0), torch.ones(2, 3), None, "causal", None), ValueError, "x is empty"),
         (lambda: (torch.ones(2, 5), torch.ones(2, 0), None, "causal", None), ValueError, "weight has no taps"),
+        pytest.param(lambda: (torch.ones(2, 5), torch.ones(2, 3, device="cuda"), None, "causal", None), ValueError,
+                     "weight is on cuda:0 but x is on cpu", marks=needs_cuda),
+        pytest.param(lambda: (torch.ones(2, 5, device="cuda"), torch.ones(2, 3, device="cuda"), torch.ones(2), "causal", None),
+                     ValueError, "bias is on cpu but x is on cuda:0", marks=needs_cuda),
     ],
 )
 def test_bad_input_raises_a_clear_error(make, error, message):
@@ -194,3 +210,87 @@ def test_training_example_matches_nn_conv1d_step_by_step(capsys):
 def test_module_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DepthwiseConv1d(**kwargs)
+
+
+# Shapes that reach each CUDA kernel: L a multiple of 8 (16-byte rows) or
+# not, K through the window kernel's two shapes, the tensor cores (K = 17 to
+# 64 in bfloat16, 33 to 64 in float32) and the tiled kernel (beyond 64, and
+# beyond its 256-tap chunk).
+GPU_CASES = [(2, 64, 4096, 4), (3, 40, 1000, 3), (1, 16, 2051, 12), (2, 24, 2048, 16), (2, 16, 3000, 24),
+             (2, 16, 4096, 40), (2, 8, 4096, 64), (1, 8, 2000, 64), (2, 4, 1500, 100), (1, 4, 1200, 300)]
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("case", GPU_CASES, ids=[f"B{b}C{c}L{l}K{k}" for b, c, l, k in GPU_CASES])
+def test_cuda_kernels_match_the_float64_sum(case, padding, dtype):
+    """Every output within a few units of the dtype of the float64 sum (the
+    tensor cores split float32 into bfloat16 parts: about 5e-7 relative)."""
+    b_, c, length, k = case
+    x = random((b_, c, length), "cuda", seed=k).to(dtype)
+    w = random((c, k), "cuda", seed=k + 1).to(dtype)
+    bias = random(c, "cuda", seed=k + 2).to(dtype)
+    for b, activation in ((None, None), (bias, "silu")):
+        got = depthwise_conv1d(x, w, b, padding, activation)
+        bd = None if b is None else b.double()
+        exact = torch_reference(x.double(), w.double(), bd, padding, activation)
+        scale = torch_reference(x.double().abs(), w.double().abs(), None if b is None else bd.abs(), padding, None) + 1
+        tol = {torch.float32: 2e-6, torch.bfloat16: 1.6e-2, torch.float16: 2e-3}[dtype]
+        assert ((got.double() - exact).abs() / scale).max() <= 2 * tol
+
+
+@needs_cuda
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("case", [(8, 32, 4096, 4), (2, 5, 1001, 3), (4, 16, 2048, 13), (2, 8, 4096, 64), (1, 3, 70_001, 7)])
+def test_cuda_gradients_match_grouped_conv1d(case, padding):
+    """The filters' gradient (its own two-pass kernel) and the input's, in
+    float32 on shapes larger than gradcheck can take."""
+    b_, c, length, k = case
+    x = random((b_, c, length), "cuda", seed=30, requires_grad=True)
+    w = random((c, k), "cuda", seed=31, requires_grad=True)
+    bias = random(c, "cuda", seed=32, requires_grad=True)
+    g = random((b_, c, length - k + 1 if padding == "valid" else length), "cuda", seed=33)
+    ours = torch.autograd.grad(depthwise_conv1d(x, w, bias, padding, "silu"), (x, w, bias), g)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, bias))
+    theirs = torch.autograd.grad(torch_reference(x64, w64, b64, padding, "silu"), (x64, w64, b64), g.double())
+    for got, want in zip(ours, theirs):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+@needs_cuda
+def test_cuda_unaligned_rows_and_non_finite_inputs():
+    """A view that starts one element in (no 16-byte accesses), and infinite
+    and NaN inputs through the tensor cores: only the outputs whose window
+    holds them are not finite."""
+    x = random(2 * 8 * 4096 + 1, "cuda", seed=40)[1:].view(2, 8, 4096)
+    assert x.is_contiguous() and x.data_ptr() % 16 != 0
+    w = random((8, 40), "cuda", seed=41)
+    torch.testing.assert_close(depthwise_conv1d(x, w), torch_reference(x, w, None, "causal", None), rtol=1e-5, atol=1e-5)
+    x = random((2, 8, 4096), "cuda", seed=42)
+    x[0, 3, 1000] = float("inf")
+    x[1, 5, 2000] = float("nan")
+    # Output t is not finite where x[t - 39 .. t] holds a non-finite input
+    # (counted with cumulative sums: a convolution might spread NaN further).
+    bad = (~x.isfinite()).long().cumsum(-1)
+    held = bad - F.pad(bad, (40, 0))[..., :-40]
+    for dtype in (torch.float32, torch.bfloat16):
+        got = depthwise_conv1d(x.to(dtype), w.to(dtype))
+        assert torch.equal(~got.isfinite(), held > 0), dtype
+
+
+@needs_cuda
+def test_cuda_graph_replays_the_op():
+    """Launched on PyTorch's stream, the kernels are captured into a CUDA
+    graph and replay on new data in the captured buffers."""
+    model = DepthwiseConv1d(16, 4, activation="silu", device="cuda")
+    x = random((4, 16, 512), "cuda", seed=43)
+    with torch.no_grad():
+        model(x)  # built and loaded before the capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            y = model(x)
+        x.copy_(random((4, 16, 512), "cuda", seed=44))
+        graph.replay()
+        torch.testing.assert_close(y, model(x))

@@ -15,13 +15,17 @@ from conftest import REPO
 HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels.mojo"
 # Metal has no float64: this one instantiates the same kernels without it.
 APPLE_HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels_apple.mojo"
-# (module, kernel): (instantiations per dtype, parameters). The window kernel
-# has two shapes (short kernels, and up to WINDOW_K taps).
+# (module, kernel): (instantiations per dtype, parameters). The depthwise
+# filters' gradient has two (up to 8 taps per pass, and 16). The short kernel
+# is counted apart: it has one per input offset in a 16-byte vector and bound
+# on the taps (4 or 12), so 2 * (16 // element size) per dtype.
 KERNELS = {
-    ("tiled", "correlate_gpu_kernel"): (1, 9),
-    ("window", "correlate_window_gpu_kernel"): (2, 9),
+    ("tiled", "correlate_gpu_kernel"): (1, 13),
+    ("window", "correlate_window_gpu_kernel"): (1, 13),
     ("grad_kernel", "grad_kernel_partials_kernel"): (1, 7),
     ("grad_kernel", "grad_kernel_reduce_kernel"): (1, 4),
+    ("grad_kernel", "grad_kernel_rows_kernel"): (2, 12),
+    ("grad_kernel", "grad_kernel_channels_kernel"): (1, 6),
 }
 # A kernel's symbol is `kernels_<module>_<kernel>` cut to this many characters,
 # then a hash; each file is named after the output, "_" and the symbol.
@@ -55,6 +59,8 @@ TARGETS = [
     ("apple-m1", ".ll", APPLE_HARNESS, 3),
     ("apple-m4", ".ll", APPLE_HARNESS, 3),
 ]
+# Short-kernel instantiations: float16, bfloat16, float32 (and float64).
+SHORT = {4: 2 * (8 + 8 + 4 + 2), 3: 2 * (8 + 8 + 4)}
 
 
 @pytest.mark.parametrize(("target", "suffix", "harness", "dtypes"), TARGETS, ids=[t[0] for t in TARGETS])
@@ -73,15 +79,18 @@ def test_kernels_compile_for(target, suffix, harness, dtypes, tmp_path):
         prefix = f"kernels_{module}_{kernel}"[:SYMBOL_PREFIX]
         count = sum(prefix in name and parameters(tmp_path / name) == params for name in files)
         assert count == shapes * dtypes, f"{kernel}: {count} {suffix} files for {target}, expected {shapes * dtypes}: {files}"
-    # The tensor-core kernel: float32 on Hopper only, one instantiation per
-    # count of 16-row steps (k = 33..64 needs 4, 5 or 6), each issuing warpgroup MMAs.
+    # The tensor-core kernel: float32 and bfloat16 on Hopper only, one
+    # instantiation per count of 16-row steps (k = 33..64 needs 4, 5 or 6 in
+    # float32; k = 17..64 in bfloat16, 3 to 6), each issuing warpgroup MMAs.
     tensor_core = [tmp_path / name for name in files if "tensor_cores_correlate" in name]
-    assert len(tensor_core) == (3 if target == "sm_90" else 0), files
+    assert len(tensor_core) == (7 if target == "sm_90" else 0), files
     assert all("wgmma.mma_async.sync.aligned.m64n32k16" in p.read_text() for p in tensor_core)
     # Apple's files are Metal's AIR, not some host's IR.
     assert suffix != ".ll" or all('target triple = "air64-apple' in (tmp_path / name).read_text() for name in files)
+    short = [name for name in files if "kernels_window_correlate_short" in name]
+    assert len(short) == SHORT[dtypes] and all(parameters(tmp_path / name) == 13 for name in short), files
     # Nothing else: every file is one of the kernels above.
-    assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * dtypes + len(tensor_core), files
+    assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * dtypes + len(tensor_core) + len(short), files
 
 
 def test_known_taps_compile_only_their_kernels(tmp_path):
@@ -112,8 +121,8 @@ def test_gpu_extension_builds_for(target):
     """gpu_ops.mojo, the module the CUDA (or ROCm) path loads, built the way
     _gpu.py builds it on a GPU machine; it loads here too, where only making
     a context would fail. Its library holds every kernel for the target: on
-    sm_90 the 20 of the window, tiled and grad_kernel families and the 3 on
-    the tensor cores, as PTX."""
+    sm_90 the 72 of the window (short kernel included), tiled and
+    grad_kernel families and the 7 on the tensor cores, as PTX."""
     from mojo_conv1d import _gpu, build
 
     library = build.extension_module(_gpu.SOURCE, target_accelerator=target)
@@ -121,11 +130,15 @@ def test_gpu_extension_builds_for(target):
     families = {family: data.count(f"kernels_{family}_".encode()) for family in ("window", "tiled", "grad_kernel", "tensor_cores")}
     if target == "sm_90":
         entries = re.findall(rb"\.visible \.entry kernels_([a-z]+(?:_cores)?)_", data)
-        assert len(entries) == 23, entries
-        assert entries.count(b"tensor_cores") == 3, entries
+        assert len(entries) == 79, entries
+        assert entries.count(b"tensor_cores") == 7, entries
     else:
         assert families["tensor_cores"] == 0 and all(families[f] for f in ("window", "tiled", "grad_kernel")), families
     module = build.import_extension(_gpu.SOURCE, target_accelerator=target)  # as _gpu.py loads it
-    assert {"context", "correlate", "grad_kernel", "grad_kernel_scratch"} <= set(dir(module))
-    # One partial sum per tap and first-pass block, as gpu.mojo computes it.
+    assert {"context", "correlate", "grad_kernel", "grad_kernel_scratch", "grad_kernel_channels",
+            "grad_kernel_channels_scratch"} <= set(dir(module))
+    # One partial sum per tap and first-pass block, as gpu.mojo computes it;
+    # for the depthwise filters, per tap, row and split of a row.
     assert module.grad_kernel_scratch(8, 2**14, 4) % 4 == 0 and module.grad_kernel_scratch(1, 16, 3) == 3
+    assert module.grad_kernel_channels_scratch(16384, 4096, 4) == 16384 * 4
+    assert module.grad_kernel_channels_scratch(1, 2**20, 4) == 1024 * 4

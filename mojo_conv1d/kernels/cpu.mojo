@@ -4,11 +4,11 @@ grad_kernel_cpu, the gradient with respect to the kernel (partial sums added
 in a fixed order); and the constants that size and route their work items.
 """
 
-from std.math import ceildiv, exp
+from std.math import ceildiv
 from std.sys import simd_width_of
 from max.algorithm import sync_parallelize
 
-from .common import accum_type
+from .common import accum_type, finish
 
 
 comptime CPU_CHUNK = 65536  # outputs per parallel work item: fewer, larger items cost the thread pool less
@@ -17,26 +17,6 @@ comptime CPU_CHUNK = 65536  # outputs per parallel work item: fewer, larger item
 # right after a PyTorch copy_, also compete with its still-spinning OpenMP threads.
 comptime CPU_SERIAL_MAX_K = 8
 comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are written with streaming stores
-
-
-@always_inline
-def finish[
-    acc: DType, width: Int
-](sum: SIMD[acc, width], bias: SIMD[acc, width], has_bias: Bool, silu: Bool) -> SIMD[acc, width]:
-    """The depthwise op's epilogue on sums in the accumulator type: the
-    channel's bias, then SiLU (x * sigmoid(x)); nothing for the other ops."""
-    var value = sum
-    if has_bias:
-        value += bias
-    if silu:
-        # accum_type is float32 or float64; exp wants to see which.
-        comptime if acc == DType.float64:
-            var v = rebind[SIMD[DType.float64, width]](value)
-            value = rebind[SIMD[acc, width]](v / (1 + exp(-v)))
-        else:
-            var v = rebind[SIMD[DType.float32, width]](value)
-            value = rebind[SIMD[acc, width]](v / (1 + exp(-v)))
-    return value
 
 
 def bias_values[dtype: DType](bias_address: Int, channels: Int) -> List[Scalar[accum_type[dtype]]]:

@@ -13,22 +13,48 @@ from std.math import ceildiv
 from std.sys import size_of
 from max.gpu.host import DeviceAttribute, DeviceContext, DeviceStream
 
-from .common import THREADS, accum_type
-from .grad_kernel import GRAD_BLOCKS, GRAD_TAPS, GRAD_TILE, grad_kernel_partials_kernel, grad_kernel_reduce_kernel
-from .tensor_cores import TC_MAX_K, TC_MIN_K, correlate_tensor_cores
+from .common import FLIP, HAS_BIAS, LOAD_VECTORS, SILU, STORE_VECTORS, THREADS, accum_type
+from .grad_kernel import (
+    G_VECTORS,
+    GRAD_BLOCKS,
+    GRAD_TAPS,
+    GRAD_TILE,
+    ROW_ITEMS,
+    ROW_STEP,
+    ROW_THREADS,
+    X_VECTORS,
+    grad_kernel_channels_kernel,
+    grad_kernel_partials_kernel,
+    grad_kernel_reduce_kernel,
+    grad_kernel_rows_kernel,
+    row_load_width,
+)
+from .tensor_cores import TC_MAX_K, correlate_tensor_cores
 from .tiled import BLOCKS_PER_SM, TILE, correlate_gpu_kernel
 from .window import (
     MAX_BLOCKS,
     SMALL_GROUPS,
+    SHORT_BLOCKS,
     SMALL_K,
     SMALL_STEP,
     SMALL_TAPS,
     SMALL_THREADS,
     WINDOW_K,
+    correlate_short_gpu_kernel,
     correlate_window_gpu_kernel,
     window_k_limit,
     window_outputs,
 )
+
+
+def window_kernel_for[dtype: DType](k: Int, window_k: Int) -> Int:
+    """Which kernel correlate_gpu launches for k taps (tensor cores aside):
+    0 the window kernel's short shape, 1 its long shape, 2 the tiled kernel."""
+    if k <= SMALL_K:
+        return 0
+    if k <= min(window_k if window_k >= 0 else window_k_limit[dtype](), WINDOW_K):
+        return 1
+    return 2
 
 
 def correlate_gpu[
@@ -44,63 +70,106 @@ def correlate_gpu[
     k: Int,
     shift: Int,
     flip: Bool,
+    channels: Int = 1,
+    n_out: Int = -1,
+    bias: Int = 0,
+    silu: Bool = False,
     blocks_per_sm: Int = BLOCKS_PER_SM,
     window_k: Int = -1,
     tensor_cores: Bool = True,
 ) raises:
-    """Launches the tensor-core kernel where it applies (float32 on Hopper,
-    see tensor_cores.mojo); else the window kernel for k <= window_k (one
+    """Launches the tensor-core kernel where it applies (Hopper, see
+    tensor_cores.mojo); else the window kernel for k <= window_k (one
     vector of outputs per group up to SMALL_K); else correlate_gpu_kernel
     with blocks_per_sm blocks per multiprocessor (or one per tile when there
     are fewer tiles). window_k is window_k_limit[dtype]() unless given;
     tuning sets it (at most WINDOW_K), and tensor_cores, to compare the kernels.
+
+    The depthwise op's arguments: row r uses filter r % channels of kernel
+    (channels, k); rows of output have n_out elements (n unless given); bias
+    is the address of (channels,) biases or 0 for none; silu applies SiLU
+    after it (common.mojo's `finish`).
 
     known_k is k when the caller knows it at compile time (the puzzle's op),
     else 0: then only the kernels that can run for that k are compiled, which
     saves most of the op's compile time."""
     if known_k != 0 and k != known_k:
         raise Error("correlate_gpu: compiled for ", known_k, " taps, called with ", k)
-    if rows == 0 or n == 0:
+    var NO = n if n_out < 0 else n_out
+    if rows == 0 or NO == 0:
         return
     # 16-byte accesses need 16-byte aligned rows, and spans that start on a
-    # multiple of the vector width (tile, chunk and thread starts are).
+    # multiple of the vector width: tile, chunk and thread starts are, and
+    # the input's shift is made one by reading `lead` zero taps first (see
+    # common.mojo's tap_value), where that keeps the same kernel.
     comptime VW = 16 // size_of[dtype]()
-    var aligned = Int(output) % 16 == 0 and Int(input) % 16 == 0
-    var vector_io = aligned and (rows == 1 or n % VW == 0) and shift % VW == 0
-    comptime if known_k == 0 or (known_k >= TC_MIN_K and known_k <= TC_MAX_K):
-        if tensor_cores and correlate_tensor_cores[dtype](ctx, stream, output, input, kernel, rows, n, k, shift, flip, vector_io):
-            return
-    var args = (Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0), Int32(1 if vector_io else 0))
+    var loads_ok = Int(input) % 16 == 0 and (rows == 1 or n % VW == 0)
+    var stores_ok = Int(output) % 16 == 0 and (rows == 1 or NO % VW == 0)
+    var lead = (VW - shift % VW) % VW
+    if not loads_ok or window_kernel_for[dtype](k + lead, window_k) != window_kernel_for[dtype](k, window_k):
+        lead = 0
+    if k <= SMALL_K:
+        lead = 0  # the short kernel aligns its loads itself
+    var K = k + lead
+    var S = shift + lead
+    var flags = (LOAD_VECTORS if loads_ok and (S % VW == 0 or k <= SMALL_K) else 0) | (STORE_VECTORS if stores_ok else 0)
+    flags |= (FLIP if flip else 0) | (HAS_BIAS if bias != 0 else 0) | (SILU if silu else 0)
+    var b = Pointer[Scalar[dtype], MutAnyOrigin](unsafe_from_address=bias)
+    comptime if known_k == 0 or (known_k >= 17 and known_k <= TC_MAX_K):
+        if tensor_cores:
+            # The tensor-core kernel aligns its own reads the same way.
+            var tc_lead = (VW - shift % VW) % VW if loads_ok else 0
+            if correlate_tensor_cores[dtype](
+                ctx, stream, output, input, kernel, b, rows, n, NO, k + tc_lead, k, tc_lead, shift + tc_lead,
+                channels, flags | (LOAD_VECTORS if loads_ok else 0),
+            ):
+                return
+    var args = (
+        Int64(rows), Int64(n), Int64(NO), Int64(K), Int64(k), Int64(lead), Int64(S), Int64(channels), Int32(flags)
+    )
     comptime if known_k == 0 or known_k <= SMALL_K:
-        if k <= SMALL_K:
-            comptime small = correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]
-            var tiles = rows * ceildiv(n, SMALL_GROUPS * SMALL_THREADS * VW)
-            stream.enqueue_function(
-                ctx.compile_function[small](),
-                output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
-                grid_dim=min(tiles, MAX_BLOCKS),
-                block_dim=SMALL_THREADS,
-            )
-            return
+        if K <= SMALL_K:
+            # The kernel for this offset of the first input within a vector.
+            var d = (VW - shift % VW) % VW
+            # Each row in enough blocks for about SHORT_BLOCKS in all.
+            var splits = max(1, min(ceildiv(NO, SMALL_THREADS * VW), ceildiv(SHORT_BLOCKS, rows)))
+            if rows * splits > Int(Int32.MAX):
+                raise Error("correlate_gpu: ", rows, " rows are more than one launch takes")
+            comptime for D in range(VW if known_k == 0 else 1):
+                if d == D:
+                    # The kernel with 4 taps at most (Mamba's) needs fewer registers.
+                    comptime for KM in range(2):
+                        comptime KMAX = SMALL_STEP if KM == 0 else SMALL_K
+                        comptime if known_k == 0 or (known_k <= SMALL_STEP) == (KM == 0):
+                            if (K <= SMALL_STEP) == (KM == 0):
+                                comptime short = correlate_short_gpu_kernel[dtype, D, KMAX]
+                                stream.enqueue_function(
+                                    ctx.compile_function[short](),
+                                    output, input, kernel, b, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
+                                    grid_dim=rows * splits,
+                                    block_dim=SMALL_THREADS,
+                                )
+                                return
+            raise Error("correlate_gpu: the puzzle's kernel is built for shift 0")
     comptime if known_k == 0 or (known_k > SMALL_K and known_k <= WINDOW_K):
-        if k <= min(window_k if window_k >= 0 else window_k_limit[dtype](), WINDOW_K):
+        if window_kernel_for[dtype](K, window_k) == 1:
             comptime R = window_outputs[dtype]()
             comptime window = correlate_window_gpu_kernel[dtype, R, R, 1, WINDOW_K, THREADS]
-            var tiles = rows * ceildiv(n, THREADS * R)
+            var tiles = rows * ceildiv(NO, THREADS * R)
             stream.enqueue_function(
                 ctx.compile_function[window](),
-                output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+                output, input, kernel, b, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
                 grid_dim=min(tiles, MAX_BLOCKS),
                 block_dim=THREADS,
             )
             return
     comptime if known_k == 0 or known_k > SMALL_K:
-        var tiles = rows * ceildiv(n, TILE)
+        var tiles = rows * ceildiv(NO, TILE)
         var sms = ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT)
         comptime tiled = correlate_gpu_kernel[dtype]
         stream.enqueue_function(
             ctx.compile_function[tiled](),
-            output, input, kernel, args[0], args[1], args[2], args[3], args[4], args[5],
+            output, input, kernel, b, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
             grid_dim=min(tiles, sms * blocks_per_sm),
             block_dim=THREADS,
         )
@@ -159,5 +228,77 @@ def grad_kernel_gpu[
         Int64(k),
         Int64(groups),
         grid_dim=k,
+        block_dim=THREADS,
+    )
+
+
+def grad_kernel_channels_splits(rows: Int, n_out: Int) -> Int:
+    """Blocks per row in grad_kernel_channels_gpu's first pass: enough for
+    about ROW_ITEMS blocks in all, at most one per ROW_STEP positions."""
+    return max(1, min(ceildiv(ROW_ITEMS, rows), ceildiv(n_out, ROW_STEP)))
+
+
+def grad_kernel_channels_scratch(rows: Int, n_out: Int, k: Int) -> Int:
+    """Elements (of accum_type) of the scratch buffer grad_kernel_channels_gpu
+    needs: one partial sum per row, split and tap."""
+    return rows * grad_kernel_channels_splits(rows, n_out) * k
+
+
+def grad_kernel_channels_gpu[
+    dtype: DType
+](
+    ctx: DeviceContext,
+    stream: DeviceStream,
+    grad_kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    partials: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
+    batch: Int,
+    channels: Int,
+    n: Int,
+    n_out: Int,
+    k: Int,
+    shift: Int,
+) raises:
+    """The depthwise filters' gradient, grad_kernel (channels, k): tap j of
+    channel c sums grad_output[r, i] * input[r, i + j - shift] over the rows
+    r = b * channels + c (input rows of n, grad_output rows of n_out) and
+    i < n_out, in two launches on `stream`. `partials` holds
+    grad_kernel_channels_scratch(batch * channels, n_out, k) elements."""
+    var rows = batch * channels
+    if rows == 0:
+        return
+    comptime LW = row_load_width[dtype]()
+    var splits = grad_kernel_channels_splits(rows, n_out)
+    var x_ok = Int(input) % (LW * size_of[dtype]()) == 0 and (rows == 1 or n % LW == 0)
+    var g_ok = Int(grad_output) % (LW * size_of[dtype]()) == 0 and (rows == 1 or n_out % LW == 0)
+    var lead = (LW - shift % LW) % LW if x_ok else 0
+    var flags = (X_VECTORS if x_ok else 0) | (G_VECTORS if g_ok else 0)
+    var args = (
+        Int64(rows), Int64(n), Int64(n_out), Int64(k + lead), Int64(k), Int64(lead), Int64(shift + lead),
+        Int64(splits), Int32(flags),
+    )
+    var grid = min(rows * splits, MAX_BLOCKS)
+    if k + lead <= 8:
+        comptime narrow = grad_kernel_rows_kernel[dtype, 8]
+        stream.enqueue_function(
+            ctx.compile_function[narrow](),
+            partials, grad_output, input, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
+            grid_dim=grid,
+            block_dim=ROW_THREADS,
+        )
+    else:
+        comptime wide = grad_kernel_rows_kernel[dtype, 16]
+        stream.enqueue_function(
+            ctx.compile_function[wide](),
+            partials, grad_output, input, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
+            grid_dim=grid,
+            block_dim=ROW_THREADS,
+        )
+    comptime second = grad_kernel_channels_kernel[dtype]
+    stream.enqueue_function(
+        ctx.compile_function[second](),
+        grad_kernel, partials, Int64(batch), Int64(channels), Int64(k), Int64(splits),
+        grid_dim=ceildiv(channels * k, THREADS),
         block_dim=THREADS,
     )

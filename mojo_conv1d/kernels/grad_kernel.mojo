@@ -1,16 +1,25 @@
-"""The GPU kernels of the gradient with respect to the kernel, a two-pass
-deterministic reduction: grad_kernel_partials_kernel sums each tap over groups
-of tiles into partial sums, and grad_kernel_reduce_kernel adds each tap's
-partial sums in a fixed order, so the result does not depend on scheduling.
-gpu.mojo's grad_kernel_gpu launches both.
+"""The GPU kernels of the gradient with respect to the kernel, each a
+two-pass deterministic reduction (partial sums, then the partials added in a
+fixed order, so the result does not depend on scheduling).
+
+One filter shared by every row (the conv1d op): grad_kernel_partials_kernel
+sums each tap over groups of tiles, a thread per tap, and
+grad_kernel_reduce_kernel adds each tap's partials; gpu.mojo's
+grad_kernel_gpu launches both. One filter per channel (the depthwise op, few
+taps, many rows): grad_kernel_rows_kernel sums every tap over a span of one
+row, a thread per run of positions, and grad_kernel_channels_kernel adds the
+partials of each channel's rows; gpu.mojo's grad_kernel_channels_gpu
+launches both.
 """
 
 from std.math import ceildiv
-from max.gpu import barrier, block_idx, thread_idx
+from std.sys import size_of
+from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx
+from max.gpu.primitives.warp import shuffle_down
 from max.gpu.memory import AddressSpace
 from std.memory import stack_allocation
 
-from .common import THREADS, accum_type
+from .common import THREADS, accum_type, channel_of, load_vector, split_tile
 
 
 comptime GRAD_TILE = 1024  # positions i one block reduces per step
@@ -104,3 +113,131 @@ def grad_kernel_reduce_kernel[
         stride //= 2
     if tid == 0:
         grad_kernel.unsafe_store(j, part.unsafe_load(0).cast[dtype]())
+
+
+comptime ROW_THREADS = 128  # threads per block of grad_kernel_rows_kernel
+comptime ROW_POSITIONS = 8  # consecutive positions per thread and step there
+comptime ROW_STEP = ROW_THREADS * ROW_POSITIONS  # positions per block and step
+comptime ROW_ITEMS = 1024  # rows are split until about this many blocks
+comptime X_VECTORS = 1  # flags: input rows allow vector loads of row_load_width()
+comptime G_VECTORS = 2  # flags: grad_output rows do
+
+
+def row_load_width[dtype: DType]() -> Int:
+    """Elements per load in grad_kernel_rows_kernel: 4 (2 for float64). Narrow
+    loads keep the lead zeros that align them (see tap_value) to at most 3."""
+    return 2 if size_of[dtype]() == 8 else 4
+
+
+def grad_kernel_rows_kernel[
+    dtype: DType, TAPS: Int
+](
+    partials: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
+    grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int64,
+    n: Int64,
+    n_out: Int64,
+    k: Int64,
+    taps: Int64,
+    lead: Int64,
+    shift: Int64,
+    splits: Int64,
+    flags: Int32,
+):
+    """Block b sums, for item b = (row r, split s), b + grid, ..., every tap
+    j < taps of grad_output[r, i] * input[r, i + j + lead - shift] over the
+    split's span of positions i < n_out, and writes the sum to
+    partials[(r * splits + s) * taps + j]. shift counts `lead` extra places
+    (a multiple of the load width with them); the k = taps + lead taps go
+    TAPS at a time. Each thread holds ROW_POSITIONS values of grad_output
+    and the inputs they meet, and keeps TAPS sums in registers; a block adds
+    its threads' sums with warp shuffles, then across warps."""
+    comptime acc = accum_type[dtype]
+    comptime LW = row_load_width[dtype]()
+    comptime PW = ROW_POSITIONS
+    comptime WARPS = ROW_THREADS // WARP_SIZE
+    var warp_sums = stack_allocation[WARPS * TAPS, Scalar[acc], address_space = AddressSpace.SHARED]()
+    var tid = Int(thread_idx.x)
+    var N = Int(n)
+    var NO = Int(n_out)
+    var K = Int(k)
+    var KT = Int(taps)
+    var LEAD = Int(lead)
+    var S = Int(shift)
+    var SPLITS = Int(splits)
+    var x_io = Int(flags) & X_VECTORS != 0
+    var g_io = Int(flags) & G_VECTORS != 0
+    var per_split = ceildiv(ceildiv(NO, ROW_STEP), SPLITS) * ROW_STEP
+    var total = Int(rows) * SPLITS
+    var item = Int(block_idx.x)
+    while item < total:
+        var row_split = split_tile(item, SPLITS, total)
+        var g_row = grad_output.unsafe_offset(row_split[0] * NO)
+        var x_row = input.unsafe_offset(row_split[0] * N)
+        var p_begin = row_split[1] * per_split
+        var p_end = min(NO, p_begin + per_split)
+        var j0 = 0
+        while j0 < K:
+            var sums = SIMD[acc, TAPS](0)
+            var p = p_begin + tid * PW
+            while p < p_end:
+                var g = SIMD[acc, PW](0)
+                comptime for v in range(PW // LW):
+                    g = g.insert[offset = v * LW](load_vector[dtype, LW](g_row, p + v * LW, NO, g_io))
+                var x = SIMD[acc, 2 * max(PW, TAPS)](0)  # a power of two; PW + TAPS are used
+                comptime for v in range((PW + TAPS) // LW):
+                    x = x.insert[offset = v * LW](load_vector[dtype, LW](x_row, p + j0 - S + v * LW, N, x_io))
+                comptime for jj in range(TAPS):
+                    comptime for e in range(PW):
+                        sums[jj] += g[e] * x[e + jj]
+                p += ROW_STEP
+            # The block's sum of each tap: within warps, then across them.
+            comptime for jj in range(TAPS):
+                var v = sums[jj]
+                var offset = WARP_SIZE // 2
+                while offset > 0:
+                    v += shuffle_down(v, UInt32(offset))
+                    offset //= 2
+                if Int(lane_id()) == 0:
+                    warp_sums.unsafe_store(Int(tid // WARP_SIZE) * TAPS + jj, v)
+            barrier()
+            if tid < TAPS:
+                var total_sum = Scalar[acc](0)
+                comptime for w in range(WARPS):
+                    total_sum += warp_sums.unsafe_load(w * TAPS + tid)
+                var j = j0 + tid - LEAD  # the real tap
+                if j >= 0 and j < KT and j0 + tid < K:
+                    partials.unsafe_store(item * KT + j, total_sum)
+            barrier()  # warp_sums is read before the next chunk writes it
+            j0 += TAPS
+        item += Int(grid_dim.x)
+
+
+def grad_kernel_channels_kernel[
+    dtype: DType
+](
+    grad_kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    partials: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
+    batch: Int64,
+    channels: Int64,
+    taps: Int64,
+    splits: Int64,
+):
+    """Thread (c, j) adds the partials of tap j over the rows b * channels + c
+    and their splits, in a fixed order, into grad_kernel[c, j]."""
+    comptime acc = accum_type[dtype]
+    var KT = Int(taps)
+    var C = Int(channels)
+    var SPLITS = Int(splits)
+    var index = Int(block_idx.x) * THREADS + Int(thread_idx.x)
+    if index >= C * KT:
+        return
+    var c = index // KT
+    var j = index - c * KT
+    var sum = Scalar[acc](0)
+    for b in range(Int(batch)):
+        var at = (b * C + c) * SPLITS * KT + j
+        for s in range(SPLITS):
+            sum += partials.unsafe_load(at + s * KT)
+    grad_kernel.unsafe_store(index, sum.cast[dtype]())

@@ -1,6 +1,6 @@
-"""float32 correlation on Hopper's tensor cores (warpgroup MMA, sm_90a), for
-TC_MIN_K to TC_MAX_K taps: the op's fastest path there on the H200
-(docs/kernels.md, "The tensor-core kernel").
+"""Correlation on Hopper's tensor cores (warpgroup MMA, sm_90a), for float32
+and bfloat16 and tc_min_k() to TC_MAX_K taps: the op's fastest path
+there on the H200 (docs/kernels.md, "The tensor-core kernel").
 
 A tile of TC_TILE outputs of one row of the sum (common.mojo's docstring) is
 a matrix product D = A B:
@@ -9,8 +9,11 @@ a matrix product D = A B:
     A[m, t] = x[TC_ROW m + t - shift]      the inputs, a Hankel matrix (registers)
     B[t, c] = w'[t - c], zero outside the taps: their Toeplitz matrix (shared memory)
 
-over t < 16 * steps, steps = ceil((k + TC_ROW - 1) / 16). The tensor cores
-multiply bfloat16, so each float32 value is split into three bfloat16 parts
+over t < 16 * steps, steps = ceil((k + TC_ROW - 1) / 16). bfloat16 data go
+to the tensor cores as they are, with float32 sums: one MMA per step. (The
+MMA with A in registers does not instantiate for float16 in this MAX, so
+float16 stays on the other kernels.) For float32 the tensor cores multiply bfloat16, so each float32
+value is split into three bfloat16 parts
 (x = x0 + x1 + x2, each the rounding of what the parts before it left), and
 the six products of parts whose weights reach 2^-16 are summed in float32:
 the error stays near float32's (about 5e-7 of sum |x w|, against 2e-7 for
@@ -23,6 +26,9 @@ with multiply-adds, which gives exactly what the sum defines.
 """
 
 from std.math import ceildiv, isfinite
+from std.sys import size_of
+from std.utils import StaticTuple
+from max.gpu.globals import MAX_THREADS_PER_BLOCK_METADATA
 from std.memory import bitcast, stack_allocation
 from max.gpu import barrier, block_idx, grid_dim, thread_idx
 from max.gpu.compute.mma import (
@@ -41,25 +47,46 @@ from max.gpu.memory import (
     fence_async_view_proxy,
 )
 
-from .common import split_tile
+from .common import (
+    FLIP,
+    HAS_BIAS,
+    LOAD_VECTORS,
+    SILU,
+    STORE_VECTORS,
+    channel_of,
+    exact_sum,
+    finish,
+    split_tile,
+    tap_value,
+)
 
 
 comptime TC_THREADS = 128  # one warpgroup
 comptime TC_ROW = 32  # outputs per row of D: MMAs of shape m64 n32 k16
 comptime TC_TILE = 64 * TC_ROW  # outputs per tile
-comptime TC_MIN_K = 33  # below, no faster than the other kernels on an H200
 comptime TC_MAX_K = 64  # B then has at most TC_STEPS steps of 16 rows
 comptime TC_STEPS = ceildiv(TC_MAX_K + TC_ROW - 1, 16)
+comptime TC_SPAN_K = 16 * TC_STEPS - TC_ROW + 1  # taps those steps hold, lead zeros included
 comptime TC_SPAN = TC_TILE + 16 * TC_STEPS  # inputs a tile reads
 comptime TC_BLOCKS_PER_SM = 4  # as many as fit (122 registers a thread, 40 KB of shared memory)
 comptime CORE = 64  # bfloat16 values in one 8 x 8 core matrix of B (128 bytes)
 comptime CORES = (TC_ROW // 8) * 2  # core matrices in one step of B
-comptime PARTS = 3
-# (part of A, part of B) of each product, the smallest first.
+comptime PARTS = 3  # bfloat16 parts of a float32 value
+# (part of A, part of B) of each product of a float32 step, the smallest first.
 comptime PRODUCTS = [(2, 0), (0, 2), (1, 1), (1, 0), (0, 1), (0, 0)]
 
-comptime F32Ptr = Pointer[Float32, MutAnyOrigin]
-comptime SharedBF16 = Pointer[BFloat16, MutUntrackedOrigin, address_space = AddressSpace.SHARED]
+
+def tc_min_k[dtype: DType]() -> Int:
+    """The fewest taps this kernel takes: for float32, below 33 it measured no
+    faster than the other kernels on an H200; bfloat16 needs no split, and
+    the window kernel takes it up to 16 taps."""
+    return 33 if dtype == DType.float32 else 17
+
+
+comptime mma_type[dtype: DType] = DType.bfloat16 if dtype == DType.float32 else dtype
+comptime parts_of[dtype: DType] = PARTS if dtype == DType.float32 else 1
+comptime Ptr[dtype: DType] = Pointer[Scalar[dtype], MutAnyOrigin]
+comptime SharedB[dtype: DType] = Pointer[Scalar[mma_type[dtype]], MutUntrackedOrigin, address_space = AddressSpace.SHARED]
 
 
 @always_inline
@@ -96,79 +123,100 @@ def split3[width: SIMDLength, //](v: SIMD[DType.float32, width]) -> Tuple[
 
 
 @always_inline
-def b_descriptor(bs: SharedBF16, part: Int, step: Int) -> WGMMADescriptor[DType.bfloat16]:
+def b_descriptor[dtype: DType](bs: SharedB[dtype], part: Int, step: Int) -> WGMMADescriptor[mma_type[dtype]]:
     """The descriptor of one part and step of B, laid out K-major without
     swizzling: core matrices (nb, kb) at (2 nb + kb) * 128 bytes, so 128
     bytes apart along K and 256 along N."""
     var address = Int(bs) + (part * TC_STEPS + step) * CORES * CORE * 2
-    return WGMMADescriptor[DType.bfloat16](
+    return WGMMADescriptor[mma_type[dtype]](
         Int64((address >> 4) & 0x3FFF) | (Int64(128 >> 4) << 16) | (Int64(256 >> 4) << 32)
     )
 
 
-@always_inline
-def correlate_one(x_row: F32Ptr, w: F32Ptr, i: Int, n: Int, k: Int, shift: Int, flip: Bool) -> Float32:
-    """out[i] by multiply-adds, inputs outside [0, n) read as zero."""
-    var total = Float32(0)
-    for j in range(k):
-        var p = i + j - shift
-        var xv = x_row.unsafe_load(p) if p >= 0 and p < n else Float32(0)
-        total += xv * w.unsafe_load(k - 1 - j if flip else j)
-    return total
-
-
+# Launch bounds: TC_BLOCKS_PER_SM blocks of TC_THREADS per multiprocessor, so
+# ptxas keeps to 65536 / (4 * 128) = 128 registers a thread.
+@__llvm_metadata(
+    MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(TC_THREADS)),
+    `nvvm.minctasm`=SIMDLength(TC_BLOCKS_PER_SM),
+)
 def correlate_tensor_core_kernel[
-    steps: Int
+    dtype: DType, steps: Int
 ](
-    output: F32Ptr,
-    input: F32Ptr,
-    kernel: F32Ptr,
+    output: Ptr[dtype],
+    input: Ptr[dtype],
+    kernel: Ptr[dtype],
+    bias: Ptr[dtype],
     rows: Int64,
     n: Int64,
+    n_out: Int64,
     k: Int64,
+    taps: Int64,
+    lead: Int64,
     shift: Int64,
-    flip: Int32,
+    channels: Int64,
+    flags: Int32,
 ):
-    """Each block (one warpgroup) loops over tiles b, b + grid, ... of all
-    rows. It stages B once. A tile's inputs are copied into shared memory by
-    cp.async a tile ahead (two buffers), zero-filled past the row's ends;
-    each step's fragments of A are read from there, split, and its six MMAs
-    issued before the next step's fragments are built, so the MMAs run while
-    the warpgroup builds. Needs 16-byte aligned rows, shift % 4 == 0 and
+    """Each block (one warpgroup) loops over a run of consecutive tiles of
+    all rows. It stages B for the tile's filter (row r uses filter r % channels,
+    read after `lead` zeros as in window.mojo), again only when the filter
+    changes. A tile's inputs are copied into shared memory by cp.async a
+    tile ahead (two buffers), zero-filled past the row's ends; each step's
+    fragments of A are read from there (and split, for float32), and its
+    MMAs issued before the next step's fragments are built, so the MMAs run
+    while the warpgroup builds. Outputs get common.mojo's `finish`. Needs
+    16-byte aligned rows, shift a multiple of 16 bytes' elements and
     k + TC_ROW - 1 <= 16 steps. (steps is a parameter: with a run-time count
-    the kernel took 132 registers instead of 120, too many for 4 blocks.)"""
+    the float32 kernel took 132 registers instead of 120, too many for 4 blocks.)"""
+    comptime MMA = mma_type[dtype]
+    comptime P = parts_of[dtype]
+    comptime VW = 16 // size_of[dtype]()  # elements per cp.async of 16 bytes
     var bs = stack_allocation[
-        PARTS * TC_STEPS * CORES * CORE, BFloat16, alignment=128, address_space = AddressSpace.SHARED
+        P * TC_STEPS * CORES * CORE, Scalar[MMA], alignment=128, address_space = AddressSpace.SHARED
     ]()
-    var xs = stack_allocation[2 * TC_BUFFER, Float32, alignment=128, address_space = AddressSpace.SHARED]()
+    var xs = stack_allocation[2 * TC_BUFFER, Scalar[dtype], alignment=128, address_space = AddressSpace.SHARED]()
     var tid = Int(thread_idx.x)
     var N = Int(n)
+    var NO = Int(n_out)
     var K = Int(k)
+    var KT = Int(taps)
+    var LEAD = Int(lead)
     var S = Int(shift)
-    var flipped = flip != 0
-    var tiles_per_row = ceildiv(N, TC_TILE)
+    var C = Int(channels)
+    var f = Int(flags)
+    var flipped = f & FLIP != 0
+    var has_bias = f & HAS_BIAS != 0
+    var silu = f & SILU != 0
+    var tiles_per_row = ceildiv(NO, TC_TILE)
     var total_tiles = Int(rows) * tiles_per_row
 
-    # B, as three parts: part p of step s holds CORES core matrices (nb, kb),
-    # rows c in [8 nb, 8 nb + 8), columns t in [16 s + 8 kb, + 8), each row's
-    # 8 values of t contiguous. Two values of t per thread and pass.
-    var e = tid
-    while e < steps * TC_ROW * 8:
-        var s = e // (TC_ROW * 8)
-        var c = (e // 8) % TC_ROW
-        var tl = 2 * (e % 8)
-        var taps = SIMD[DType.float32, 2](0)
-        comptime for h in range(2):
-            var j = 16 * s + tl + h - c
-            if j >= 0 and j < K:
-                taps[h] = kernel.unsafe_load(K - 1 - j if flipped else j)
-        var parts = split3(taps)
-        var at = ((s * CORES + (c // 8) * 2 + tl // 8) * CORE) + (c % 8) * 8 + tl % 8
-        bs.unsafe_store[alignment=4](at, parts[0])
-        bs.unsafe_store[alignment=4](TC_STEPS * CORES * CORE + at, parts[1])
-        bs.unsafe_store[alignment=4](2 * TC_STEPS * CORES * CORE + at, parts[2])
-        e += TC_THREADS
-    fence_async_view_proxy()  # B visible to the MMAs; the loop's first barrier, to every thread
+    @always_inline
+    @__parameter
+    def stage_b(channel: Int):
+        """B for this filter, as P parts: part p of step s holds CORES core
+        matrices (nb, kb), rows c in [8 nb, 8 nb + 8), columns t in
+        [16 s + 8 kb, + 8), each row's 8 values of t contiguous. Two values
+        of t per thread and pass."""
+        var w_row = kernel.unsafe_offset(channel * KT)
+        var e = tid
+        while e < steps * TC_ROW * 8:
+            var s = e // (TC_ROW * 8)
+            var c = (e // 8) % TC_ROW
+            var tl = 2 * (e % 8)
+            var pair = SIMD[DType.float32, 2](0)
+            comptime for h in range(2):
+                var j = 16 * s + tl + h - c
+                if j >= 0 and j < K:
+                    pair[h] = rebind[Float32](tap_value(w_row, j, KT, LEAD, flipped))
+            var at = ((s * CORES + (c // 8) * 2 + tl // 8) * CORE) + (c % 8) * 8 + tl % 8
+            comptime if P == 1:
+                bs.unsafe_store[alignment=4](at, pair.cast[MMA]())
+            else:
+                var parts = split3(pair)
+                bs.unsafe_store[alignment=4](at, rebind[SIMD[MMA, 2]](parts[0]))
+                bs.unsafe_store[alignment=4](TC_STEPS * CORES * CORE + at, rebind[SIMD[MMA, 2]](parts[1]))
+                bs.unsafe_store[alignment=4](2 * TC_STEPS * CORES * CORE + at, rebind[SIMD[MMA, 2]](parts[2]))
+            e += TC_THREADS
+        fence_async_view_proxy()  # B visible to the MMAs; the next barrier, to every thread
 
     @always_inline
     @__parameter
@@ -183,23 +231,23 @@ def correlate_tensor_core_kernel[
             var dst_buffer = xs.unsafe_offset(buffer * TC_BUFFER)
             if start >= 0 and start + TC_SPAN <= N:
                 # The whole span inside the row (most tiles): no checks.
-                comptime for c in range(ceildiv(TC_SPAN // 4, TC_THREADS)):
+                comptime for c in range(ceildiv(TC_SPAN // VW, TC_THREADS)):
                     var chunk = tid + c * TC_THREADS
-                    if c * TC_THREADS + TC_THREADS <= TC_SPAN // 4 or chunk < TC_SPAN // 4:
+                    if c * TC_THREADS + TC_THREADS <= TC_SPAN // VW or chunk < TC_SPAN // VW:
                         async_copy[16](
-                            src_tile.unsafe_offset(4 * chunk).unsafe_address_space_cast[AddressSpace.GLOBAL](),
-                            dst_buffer.unsafe_offset(padded(4 * chunk)),
+                            src_tile.unsafe_offset(VW * chunk).unsafe_address_space_cast[AddressSpace.GLOBAL](),
+                            dst_buffer.unsafe_offset(padded(VW * chunk)),
                         )
             else:
                 var chunk = tid
-                while chunk < TC_SPAN // 4:
-                    var src = start + 4 * chunk
-                    var dst = dst_buffer.unsafe_offset(padded(4 * chunk))
-                    if src >= 0 and src + 4 <= N:
+                while chunk < TC_SPAN // VW:
+                    var src = start + VW * chunk
+                    var dst = dst_buffer.unsafe_offset(padded(VW * chunk))
+                    if src >= 0 and src + VW <= N:
                         async_copy[16](x_row.unsafe_offset(src).unsafe_address_space_cast[AddressSpace.GLOBAL](), dst)
                     else:
-                        var v = SIMD[DType.float32, 4](0)
-                        comptime for h in range(4):
+                        var v = SIMD[dtype, VW](0)
+                        comptime for h in range(VW):
                             if src + h >= 0 and src + h < N:
                                 v[h] = x_row.unsafe_load(src + h)
                         dst.unsafe_store[alignment=16](0, v)
@@ -211,59 +259,80 @@ def correlate_tensor_core_kernel[
     var q = lane % 4
     var r0 = 16 * (tid // 32) + lane // 4
     var r1 = r0 + 8
-    var stride = Int(grid_dim.x)
-    var tile = Int(block_idx.x)
-    copy_span(tile, 0)
+    # Each block takes a run of consecutive tiles, so that with a filter per
+    # row it restages B only when its run enters a new row.
+    var per_block = ceildiv(total_tiles, Int(grid_dim.x))
+    var tile = Int(block_idx.x) * per_block
+    var end = min(total_tiles, tile + per_block)
+    var staged = -1  # the filter in B
+    copy_span(tile if tile < end else total_tiles, 0)
     var buffer = 0
-    while tile < total_tiles:
-        barrier()  # every thread is done with the other buffer
-        copy_span(tile + stride, 1 - buffer)
+    while tile < end:
+        barrier()  # every thread is done with the other buffer, and with B
+        copy_span(tile + 1 if tile + 1 < end else total_tiles, 1 - buffer)
+        var row_col = split_tile(tile, tiles_per_row, total_tiles)
+        var channel = channel_of(row_col[0], C)
+        if channel != staged:
+            stage_b(channel)
+            staged = channel
         async_copy_wait_group(1)
-        barrier()  # this tile's inputs, copied by every thread, are in place
+        barrier()  # this tile's inputs, copied by every thread, and B are in place
         var x_at = buffer * TC_BUFFER
         var d = SIMD[DType.float32, TC_ROW // 2](0)
         comptime for s in range(steps):
             var c0 = 16 * s + 2 * q
-            var v = SIMD[DType.float32, 8](0)
-            v = v.insert[offset=0](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r0 + c0)))
-            v = v.insert[offset=2](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r1 + c0)))
-            v = v.insert[offset=4](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r0 + c0 + 8)))
-            v = v.insert[offset=6](xs.unsafe_load[width=2, alignment=8](x_at + padded(TC_ROW * r1 + c0 + 8)))
-            var a = split3(v)
-            wgmma_fence_aligned()
-            comptime for i in range(6):
-                comptime pa = PRODUCTS[i][0]
-                comptime pb = PRODUCTS[i][1]
-                d = wgmma_async[
-                    64, TC_ROW, 16, DType.bfloat16, DType.float32, 8, TC_ROW // 2,
-                    a_type=DType.bfloat16, b_type=DType.bfloat16,
-                ](a[pa], b_descriptor(bs, pb, s), d)
+            var v = SIMD[dtype, 8](0)
+            v = v.insert[offset=0](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0)))
+            v = v.insert[offset=2](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0)))
+            v = v.insert[offset=4](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0 + 8)))
+            v = v.insert[offset=6](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0 + 8)))
+            comptime if P == 1:
+                wgmma_fence_aligned()
+                d = wgmma_async[64, TC_ROW, 16, MMA, DType.float32, 8, TC_ROW // 2, a_type=MMA, b_type=MMA](
+                    rebind[SIMD[MMA, 8]](v), b_descriptor[dtype](bs, 0, s), d
+                )
+            else:
+                var a = split3(rebind[SIMD[DType.float32, 8]](v))
+                wgmma_fence_aligned()
+                comptime for i in range(6):
+                    comptime pa = PRODUCTS[i][0]
+                    comptime pb = PRODUCTS[i][1]
+                    d = wgmma_async[64, TC_ROW, 16, MMA, DType.float32, 8, TC_ROW // 2, a_type=MMA, b_type=MMA](
+                        rebind[SIMD[MMA, 8]](a[pa]), b_descriptor[dtype](bs, pb, s), d
+                    )
         wgmma_commit_group_sync()
         wgmma_wait_group_sync()
 
-        var row_col = split_tile(tile, tiles_per_row, total_tiles)
-        var o_row = output.unsafe_offset(row_col[0] * N)
+        var o_row = output.unsafe_offset(row_col[0] * NO)
         var base = row_col[1] * TC_TILE
         # Accumulator 4 j + 2 h + l is D[r0 + 8 h, 8 j + 2 q + l].
         var o_thread = o_row.unsafe_offset(base + TC_ROW * r0 + 2 * q)
         var all_finite = isfinite(d.reduce_add())
-        if base + TC_TILE <= N:
+        var row_bias = Float32(0)
+        if has_bias:
+            row_bias = bias.unsafe_load(channel).cast[DType.float32]()
+        var values = finish[DType.float32, TC_ROW // 2](d, SIMD[DType.float32, TC_ROW // 2](row_bias), has_bias, silu).cast[dtype]()
+        if base + TC_TILE <= NO:
             comptime for j in range(TC_ROW // 8):
                 comptime for h in range(2):
-                    o_thread.unsafe_store[alignment=8](TC_ROW * 8 * h + 8 * j, d.slice[2, offset = 4 * j + 2 * h]())
+                    o_thread.unsafe_store[alignment = 2 * size_of[dtype]()](
+                        TC_ROW * 8 * h + 8 * j, values.slice[2, offset = 4 * j + 2 * h]()
+                    )
         else:
             comptime for a in range(TC_ROW // 2):
                 comptime at = TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
-                if base + TC_ROW * r0 + 2 * q + at < N:
-                    o_thread.unsafe_store(at, d[a])
+                if base + TC_ROW * r0 + 2 * q + at < NO:
+                    o_thread.unsafe_store(at, values[a])
         if not all_finite:
             # Rare: read this thread's outputs back and redo the non-finite ones.
             var x_row = input.unsafe_offset(row_col[0] * N)
+            var w_row = kernel.unsafe_offset(channel * KT)
             for a in range(TC_ROW // 2):
                 var i = base + TC_ROW * r0 + 2 * q + TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
-                if i < N and not isfinite(o_row.unsafe_load(i)):
-                    o_row.unsafe_store(i, correlate_one(x_row, kernel, i, N, K, S, flipped))
-        tile += stride
+                if i < NO and not isfinite(o_row.unsafe_load(i)):
+                    var exact = rebind[Float32](exact_sum(x_row, N, w_row, i, KT, LEAD, S, flipped))
+                    o_row.unsafe_store(i, finish[DType.float32, 1](exact, row_bias, has_bias, silu).cast[dtype]())
+        tile += 1
         buffer = 1 - buffer
 
 
@@ -272,33 +341,42 @@ def correlate_tensor_cores[
 ](
     ctx: DeviceContext,
     stream: DeviceStream,
-    output: Pointer[Scalar[dtype], MutAnyOrigin],
-    input: Pointer[Scalar[dtype], MutAnyOrigin],
-    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    output: Ptr[dtype],
+    input: Ptr[dtype],
+    kernel: Ptr[dtype],
+    bias: Ptr[dtype],
     rows: Int,
     n: Int,
+    n_out: Int,
     k: Int,
+    taps: Int,
+    lead: Int,
     shift: Int,
-    flip: Bool,
-    vector_io: Bool,
+    channels: Int,
+    flags: Int,
 ) raises -> Bool:
     """Launches correlate_tensor_core_kernel and returns True where it applies:
-    float32, a Hopper GPU (the kernels' compile target is sm_90a),
-    TC_MIN_K <= k <= TC_MAX_K, and vector_io as correlate_gpu computes it
-    (16-byte aligned rows; for float32, n and shift multiples of 4 as well).
-    Returns False, launching nothing, anywhere else. correlate_gpu has
-    returned before calling it for an empty input."""
-    comptime if dtype == DType.float32 and DeviceContext.default_device_info.version == "sm_90a":
-        if not vector_io or k < TC_MIN_K or k > TC_MAX_K:
+    float32 or bfloat16 on a Hopper GPU (the kernels' compile target
+    is sm_90a), at most TC_MAX_K taps, tc_min_k() <= k <= TC_SPAN_K (k counting
+    the lead zeros), and
+    16-byte loads and stores allowed by flags (aligned rows, shift a multiple
+    of the vector width), as correlate_gpu computes them. Returns False,
+    launching nothing, anywhere else. correlate_gpu has returned before
+    calling it for an empty input."""
+    comptime if (dtype == DType.float32 or dtype == DType.bfloat16) and DeviceContext.default_device_info.version == "sm_90a":
+        if flags & (LOAD_VECTORS | STORE_VECTORS) != LOAD_VECTORS | STORE_VECTORS:
+            return False
+        if k < tc_min_k[dtype]() or taps > TC_MAX_K or k > TC_SPAN_K:
             return False
         var steps = ceildiv(k + TC_ROW - 1, 16)
-        var grid = min(rows * ceildiv(n, TC_TILE), ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT) * TC_BLOCKS_PER_SM)
-        comptime for s in range(ceildiv(TC_MIN_K + TC_ROW - 1, 16), TC_STEPS + 1):
+        var grid = min(rows * ceildiv(n_out, TC_TILE), ctx.get_attribute(DeviceAttribute.MULTIPROCESSOR_COUNT) * TC_BLOCKS_PER_SM)
+        comptime for s in range(ceildiv(tc_min_k[dtype]() + TC_ROW - 1, 16), TC_STEPS + 1):
             if steps == s:
                 stream.enqueue_function(
-                    ctx.compile_function[correlate_tensor_core_kernel[s]](),
-                    rebind[F32Ptr](output), rebind[F32Ptr](input), rebind[F32Ptr](kernel),
-                    Int64(rows), Int64(n), Int64(k), Int64(shift), Int32(1 if flip else 0),
+                    ctx.compile_function[correlate_tensor_core_kernel[dtype, s]](),
+                    output, input, kernel, bias,
+                    Int64(rows), Int64(n), Int64(n_out), Int64(k), Int64(taps), Int64(lead), Int64(shift),
+                    Int64(channels), Int32(flags),
                     grid_dim=grid,
                     block_dim=TC_THREADS,
                 )

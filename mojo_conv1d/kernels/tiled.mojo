@@ -4,7 +4,7 @@ the next tile in flight. It computes the sum given in common.mojo's docstring;
 gpu.mojo's correlate_gpu launches it.
 """
 
-from std.math import ceildiv
+from std.math import ceildiv, isfinite
 from std.sys import size_of
 from max.gpu.globals import MAX_THREADS_PER_BLOCK_METADATA
 from std.utils import StaticTuple
@@ -12,7 +12,22 @@ from max.gpu import barrier, block_idx, grid_dim, thread_idx
 from max.gpu.memory import AddressSpace
 from std.memory import stack_allocation
 
-from .common import THREADS, accum_type, load_vector, split_tile, store_vector
+from .common import (
+    FLIP,
+    HAS_BIAS,
+    LOAD_VECTORS,
+    SILU,
+    STORE_VECTORS,
+    THREADS,
+    accum_type,
+    channel_of,
+    finish,
+    load_vector,
+    redo_non_finite,
+    split_tile,
+    store_vector,
+    tap_value,
+)
 
 
 comptime OUTPUTS_PER_THREAD = 16  # consecutive outputs each thread accumulates in registers
@@ -98,12 +113,16 @@ def correlate_gpu_kernel[
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
     kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    bias: Pointer[Scalar[dtype], MutAnyOrigin],
     rows: Int64,
     n: Int64,
+    n_out: Int64,
     k: Int64,
+    taps: Int64,
+    lead: Int64,
     shift: Int64,
-    flip: Int32,
-    vector_io: Int32,
+    channels: Int64,
+    flags: Int32,
 ):
     """Each block loops over tiles of TILE consecutive outputs (tile b, b + grid,
     ... over all rows), one step per tile and chunk of up to K_CHUNK taps.
@@ -114,8 +133,10 @@ def correlate_gpu_kernel[
     registers before the current step's arithmetic, so they are in flight
     while it runs, and stored after it into the second of two buffers: one
     barrier per step. Each thread keeps its outputs in registers across chunks.
-    With vector_io (16-byte aligned rows and span), global memory is read and
-    written 16 bytes per access.
+    With 16-byte aligned rows and span (flags), global memory is read and
+    written 16 bytes per access. Row r uses filter r % channels, read as in
+    window.mojo (lead zeros first); with more than one filter every step
+    stages its tile's taps, and each row's n_out outputs get `finish`.
     """
     comptime acc = accum_type[dtype]
     comptime R = OUTPUTS_PER_THREAD
@@ -133,10 +154,19 @@ def correlate_gpu_kernel[
     ]()
     var tid = Int(thread_idx.x)
     var N = Int(n)
+    var NO = Int(n_out)
     var K = Int(k)
-    var io = vector_io != 0
+    var C = Int(channels)
+    var f = Int(flags)
+    var io = f & LOAD_VECTORS != 0
+    var store_io = f & STORE_VECTORS != 0
+    var flip = f & FLIP != 0
+    var has_bias = f & HAS_BIAS != 0
+    var silu = f & SILU != 0
+    var per_row = C > 1  # the taps change with the row: staged every step
+    var KT = Int(taps)  # the filter's own taps (k counts the lead zeros too)
     var base = tid * R
-    var tiles_per_row = ceildiv(N, TILE)
+    var tiles_per_row = ceildiv(NO, TILE)
     var total_tiles = Int(rows) * tiles_per_row
     var chunks = ceildiv(K, K_CHUNK)
 
@@ -146,9 +176,9 @@ def correlate_gpu_kernel[
 
     @always_inline
     @__parameter
-    def stage(buffer: Int, chunk: Int, taps_too: Bool):
-        """Stores the step's loads (and, when taps_too, its chunk's taps,
-        zero-padded to a multiple of R) into the given buffer."""
+    def stage(buffer: Int, tile: Int, chunk: Int, taps_too: Bool):
+        """Stores the step's loads (and, when taps_too, its tile's chunk of
+        taps, zero-padded to a multiple of R) into the given buffer."""
         var k0 = chunk * K_CHUNK
         var kc = min(K_CHUNK, K - k0)
         var kc_padded = ceildiv(kc, R) * R
@@ -161,14 +191,13 @@ def correlate_gpu_kernel[
             if v * VW < kc_padded:
                 x_at.unsafe_store[alignment=16](swizzle(TILE + v * VW), halo.slice[VW, offset = h * VW]())
         if taps_too:
+            var row = split_tile(tile, tiles_per_row, total_tiles)[0]
+            var w_row = kernel.unsafe_offset(channel_of(row, C) * KT)
             var t = tid
             while t < kc_padded:
                 var tap = Scalar[acc](0)
                 if t < kc:
-                    var j = k0 + t
-                    if flip != 0:
-                        j = K - 1 - j
-                    tap = kernel.unsafe_load(j).cast[acc]()
+                    tap = tap_value(w_row, k0 + t, KT, Int(lead), flip)
                 ws.unsafe_store(buffer * WS + t, tap)
                 t += THREADS
 
@@ -177,7 +206,7 @@ def correlate_gpu_kernel[
     if tile >= total_tiles:
         return
     load_step[dtype](main, halo, input, tile, chunk, tiles_per_row, total_tiles, N, K, Int(shift), io)
-    stage(0, 0, True)
+    stage(0, tile, 0, True)
     barrier()
     var buffer = 0
     var sums = SIMD[acc, R](0)
@@ -198,7 +227,7 @@ def correlate_gpu_kernel[
         # the taps are the same at every step: staged once, in buffer 0.
         var kc_padded = ceildiv(min(K_CHUNK, K - chunk * K_CHUNK), R) * R
         var x_at = xs.unsafe_offset(buffer * XS)
-        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 else 0)
+        var w_at = ws.unsafe_offset(buffer * WS if chunks > 1 or per_row else 0)
         var window = x_at.unsafe_load[width=R, alignment=16](swizzle(base))
         var ahead = x_at.unsafe_load[width=R, alignment=16](swizzle(base + R))
         var taps = w_at.unsafe_load[width=R, alignment=16](0)
@@ -219,13 +248,21 @@ def correlate_gpu_kernel[
             # Each thread writes its R consecutive outputs, 16 bytes per store.
             var row_col = split_tile(tile, tiles_per_row, total_tiles)
             var i0 = row_col[1] * TILE + base
-            var out_row = output.unsafe_offset(row_col[0] * N)
-            if io and row_col[1] * TILE + TILE <= N:
+            var out_row = output.unsafe_offset(row_col[0] * NO)
+            var row_bias = Scalar[acc](0)
+            if has_bias:
+                row_bias = bias.unsafe_load(channel_of(row_col[0], C)).cast[acc]()
+            var values = finish[acc, R](sums, SIMD[acc, R](row_bias), has_bias, silu).cast[dtype]()
+            if store_io and row_col[1] * TILE + TILE <= NO:
                 comptime for m in range(R // VW):
-                    out_row.unsafe_store[alignment=16](i0 + m * VW, sums.slice[VW, offset = m * VW]().cast[dtype]())
+                    out_row.unsafe_store[alignment=16](i0 + m * VW, values.slice[VW, offset = m * VW]())
             else:
                 comptime for m in range(R // VW):
-                    store_vector(out_row, i0 + m * VW, N, io, sums.slice[VW, offset = m * VW]().cast[dtype]())
+                    store_vector(out_row, i0 + m * VW, NO, store_io, values.slice[VW, offset = m * VW]())
+            if not isfinite(sums.reduce_add()):
+                var x_row = input.unsafe_offset(row_col[0] * N)
+                var w_row = kernel.unsafe_offset(channel_of(row_col[0], C) * KT)
+                redo_non_finite[dtype](out_row, i0, R, NO, x_row, N, w_row, KT, Int(lead), Int(shift), flip, row_bias, has_bias, silu)
             sums = SIMD[acc, R](0)
         if not more:
             break
@@ -233,7 +270,7 @@ def correlate_gpu_kernel[
         # thread finished before the barrier below was passed: one barrier
         # per step.
         buffer = 1 - buffer
-        stage(buffer, next_chunk, chunks > 1)
+        stage(buffer, next_tile, next_chunk, chunks > 1 or per_row)
         barrier()
         tile = next_tile
         chunk = next_chunk

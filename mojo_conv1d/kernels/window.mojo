@@ -6,20 +6,37 @@ in two shapes (the SMALL_* one up to SMALL_K taps, window_outputs() outputs
 per thread up to WINDOW_K taps).
 """
 
-from std.math import ceildiv
+from std.math import ceildiv, isfinite
 from std.sys import size_of
 from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx
-from max.gpu.primitives.warp import shuffle_down
+from max.gpu.primitives.warp import shuffle_down, shuffle_idx
 from max.gpu.memory import AddressSpace
-from std.memory import stack_allocation
+from std.memory import bitcast, stack_allocation
 
-from .common import accum_type, load_vector, split_tile, store_vector
+from .common import (
+    FLIP,
+    HAS_BIAS,
+    LOAD_VECTORS,
+    SILU,
+    STORE_VECTORS,
+    accum_type,
+    channel_of,
+    finish,
+    load_raw,
+    load_vector,
+    redo_non_finite,
+    split_tile,
+    store_vector,
+    tap_value,
+)
 
 
 comptime SMALL_K = 12  # up to this many taps: one 16-byte vector of outputs per group, two groups per thread
 comptime SMALL_TAPS = 16  # the taps array then: SMALL_K rounded up to whole 16-byte vectors of any dtype
 comptime SMALL_STEP = 4  # taps per step then: a 16-bit vector of 8 outputs at K = 4 skips 4 zero taps
 comptime SMALL_GROUPS = 2
+comptime SHORT_BLOCKS = 4096  # the short kernel splits rows until about this many blocks
+comptime UNROLL = 2  # tiles whose loads a thread of the short kernel issues together
 comptime SMALL_THREADS = 128  # threads per block then: a block's fixed costs (its taps, a barrier) over 1024+ outputs
 comptime WINDOW_K = 16  # at most this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
@@ -44,12 +61,16 @@ def correlate_window_gpu_kernel[
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
     kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    bias: Pointer[Scalar[dtype], MutAnyOrigin],
     rows: Int64,
     n: Int64,
+    n_out: Int64,
     k: Int64,
+    taps: Int64,
+    lead: Int64,
     shift: Int64,
-    flip: Int32,
-    vector_io: Int32,
+    channels: Int64,
+    flags: Int32,
 ):
     """The same sum for k <= MAX_TAPS, with no shared-memory tiles: each
     input is loaded from memory once, into registers.
@@ -58,10 +79,16 @@ def correlate_window_gpu_kernel[
     owns the R consecutive outputs from t * R on, and holds the R inputs
     there. A step of T taps (T divides R) needs the next T inputs of the
     window: they are the first T of the next lane's, passed down by warp
-    shuffles, and only a warp's last lane loads them (one step ahead). So a
-    step costs T shuffles and R * T multiply-adds, and the window slides by T.
+    shuffles, and only a warp's last lane loads them (all steps' before the
+    first). So a step costs T shuffles and R * T multiply-adds, and the
+    window slides by T; the steps are unrolled up to MAX_TAPS taps.
     Short kernels (R one 16-byte vector, T = SMALL_STEP, two groups) are
     bound by memory traffic; longer ones (R = T = 16) by the multiply-adds.
+
+    Row r uses filter r % channels (`taps` taps, read after `lead` zeros: k
+    = taps + lead), staged in shared memory when the block's row changes
+    channel; its n_out outputs get common.mojo's `finish`. A tile's input
+    loads go out before the taps are staged, so the two overlap.
     """
     comptime acc = accum_type[dtype]
     comptime VW = 16 // size_of[dtype]()
@@ -74,62 +101,182 @@ def correlate_window_gpu_kernel[
     var tid = Int(thread_idx.x)
     var last_lane = Int(lane_id()) == WARP_SIZE - 1
     var N = Int(n)
+    var NO = Int(n_out)
     var K = Int(k)
-    var io = vector_io != 0
-    # The taps, once per block, zero-padded to MAX_TAPS.
-    var t = tid
-    while t < MAX_TAPS:
-        var tap = Scalar[acc](0)
-        if t < K:
-            tap = kernel.unsafe_load(K - 1 - t if flip != 0 else t).cast[acc]()
-        ws.unsafe_store(t, tap)
-        t += BLOCK
-    barrier()
+    var C = Int(channels)
+    var f = Int(flags)
+    var load_io = f & LOAD_VECTORS != 0
+    var store_io = f & STORE_VECTORS != 0
+    var flip = f & FLIP != 0
+    var has_bias = f & HAS_BIAS != 0
+    var silu = f & SILU != 0
     var steps = ceildiv(K, T)
-    var tiles_per_row = ceildiv(N, BLOCK_OUTPUTS)
+    var tiles_per_row = ceildiv(NO, BLOCK_OUTPUTS)
     var total = Int(rows) * tiles_per_row
+    var staged = -1  # the channel whose taps are in ws
     var tile = Int(block_idx.x)
     while tile < total:  # the same for every thread of the block
         var row_col = split_tile(tile, tiles_per_row, total)
         var start = row_col[1] * BLOCK_OUTPUTS + tid * R - Int(shift)
         var x_row = input.unsafe_offset(row_col[0] * N)
-        var out_row = output.unsafe_offset(row_col[0] * N)
+        var out_row = output.unsafe_offset(row_col[0] * NO)
         # Every group's first loads go out before any arithmetic.
         var first = SIMD[acc, GROUPS * R](0)
         comptime for m in range(GROUPS):
             comptime for v in range(R // VW):
                 first = first.insert[offset = m * R + v * VW](
-                    load_vector[dtype, VW](x_row, start + m * SPAN + v * VW, N, io)
+                    load_vector[dtype, VW](x_row, start + m * SPAN + v * VW, N, load_io)
                 )
+        var channel = channel_of(row_col[0], C)
+        if channel != staged:
+            if staged >= 0:
+                barrier()  # every thread is done with the previous taps
+            var w_row = kernel.unsafe_offset(channel * Int(taps))
+            var t = tid
+            while t < MAX_TAPS:
+                ws.unsafe_store(t, tap_value(w_row, t, Int(taps), Int(lead), flip))
+                t += BLOCK
+            barrier()
+            staged = channel
+        var row_bias = bias.unsafe_load(channel).cast[acc]() if has_bias else Scalar[acc](0)
         comptime for m in range(GROUPS):
             var src = start + m * SPAN  # the first input of this thread's window
             var current = first.slice[R, offset = m * R]()
-            # The last lane's next T inputs, loaded a step before they are used.
-            var tail = SIMD[acc, T](0)
+            # The last lane's inputs past its window, for every step, loaded
+            # before the steps (a load per step would wait on memory each step).
+            var tail = SIMD[acc, MAX_TAPS](0)
             if last_lane:
-                comptime for v in range(T // TW):
-                    tail = tail.insert[offset = v * TW](load_vector[dtype, TW](x_row, src + R + v * TW, N, io))
+                comptime for v in range(MAX_TAPS // TW):
+                    if v * TW < steps * T:
+                        tail = tail.insert[offset = v * TW](load_vector[dtype, TW](x_row, src + R + v * TW, N, load_io))
             var sums = SIMD[acc, R](0)
-            for s in range(steps):
-                # The T inputs past this window are the first T of the next lane's.
-                var following = SIMD[acc, R](0)  # only its first T are used
-                comptime for e in range(T):
-                    following[e] = shuffle_down(current[e], 1)
-                if last_lane:
-                    following = following.insert[offset=0](tail)
-                    if s + 1 < steps:
-                        comptime for v in range(T // TW):
-                            tail = tail.insert[offset = v * TW](
-                                load_vector[dtype, TW](x_row, src + R + (s + 1) * T + v * TW, N, io)
-                            )
-                var taps = ws.unsafe_load[width=T, alignment = T * size_of[acc]()](s * T)
-                var window = current.join(following)
-                comptime for jj in range(T):
-                    comptime for r in range(R):
-                        sums[r] += window[r + jj] * taps[jj]
-                comptime for e in range(R):  # slide by T (a slice's offset must be a multiple of its width)
-                    current[e] = window[e + T]
+            comptime for s in range(MAX_TAPS // T):
+                if s < steps:
+                    # The T inputs past this window are the first T of the next lane's.
+                    var following = SIMD[acc, R](0)  # only its first T are used
+                    comptime for e in range(T):
+                        following[e] = shuffle_down(current[e], 1)
+                    if last_lane:
+                        following = following.insert[offset=0](tail.slice[T, offset = s * T]())
+                    var w = ws.unsafe_load[width=T, alignment = T * size_of[acc]()](s * T)
+                    var window = current.join(following)
+                    comptime for jj in range(T):
+                        comptime for r in range(R):
+                            sums[r] += window[r + jj] * w[jj]
+                    comptime for e in range(R):  # slide by T (a slice's offset must be a multiple of its width)
+                        current[e] = window[e + T]
+            var values = finish[acc, R](sums, SIMD[acc, R](row_bias), has_bias, silu).cast[dtype]()
             var i = src + Int(shift)
             comptime for v in range(R // VW):
-                store_vector(out_row, i + v * VW, N, io, sums.slice[VW, offset = v * VW]().cast[dtype]())
+                store_vector(out_row, i + v * VW, NO, store_io, values.slice[VW, offset = v * VW]())
+            if not isfinite(sums.reduce_add()):
+                var w_row = kernel.unsafe_offset(channel * Int(taps))
+                redo_non_finite[dtype](out_row, i, R, NO, x_row, N, w_row, Int(taps), Int(lead), Int(shift), flip, row_bias, has_bias, silu)
         tile += Int(grid_dim.x)
+
+
+def correlate_short_gpu_kernel[
+    dtype: DType, D: Int, KMAX: Int
+](
+    output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    bias: Pointer[Scalar[dtype], MutAnyOrigin],
+    rows: Int64,
+    n: Int64,
+    n_out: Int64,
+    k: Int64,
+    taps: Int64,
+    lead: Int64,
+    shift: Int64,
+    channels: Int64,
+    flags: Int32,
+):
+    """The same sum for k <= SMALL_K, where it is bound by memory traffic.
+
+    The grid is rows x splits blocks (splits = grid size / rows): a block
+    takes one row's filter, bias and addresses once, then loops over its
+    share of the row's tiles of SMALL_THREADS 16-byte vectors of outputs,
+    thread t owning vector t of each (aligned stores). A thread's inputs
+    start `shift` before its outputs, in the aligned vectors around its own:
+    it loads them all (its neighbours load the same ones and the L1 cache
+    serves those; passing them by warp shuffles measured slower), UNROLL
+    tiles' worth before any arithmetic. D is where the first input sits in
+    the first of those vectors, (-shift) mod the vector width: a parameter,
+    so every window index is known at compile time. No tap is zero and no
+    product is wasted: k multiply-adds per output, in branches of
+    SMALL_STEP taps; KMAX (SMALL_STEP or SMALL_K) bounds k, and the smaller
+    one needs fewer registers. Row r uses filter r % channels (lead is 0
+    here), then `finish`.
+    """
+    comptime acc = accum_type[dtype]
+    comptime VW = 16 // size_of[dtype]()
+    comptime R = VW  # outputs per thread and tile: one vector
+    comptime WIN = 16 if size_of[dtype]() == 8 else 32  # >= D + R + KMAX - 1, a power of two
+    comptime LOADS = ceildiv(D + R + KMAX - 1, VW)
+    comptime SPAN = SMALL_THREADS * R
+    var tid = Int(thread_idx.x)
+    var N = Int(n)
+    var NO = Int(n_out)
+    var K = Int(k)
+    var f = Int(flags)
+    var load_io = f & LOAD_VECTORS != 0
+    var store_io = f & STORE_VECTORS != 0
+    var flip = f & FLIP != 0
+    var has_bias = f & HAS_BIAS != 0
+    var silu = f & SILU != 0
+    var back = Int(shift) + D  # the first load starts this far before the outputs
+    var needed = D + R + K - 1  # window values used
+    var blocks = Int(grid_dim.x)
+    var splits = blocks // Int(rows)
+    var row_part = split_tile(Int(block_idx.x), splits, blocks)
+    var tiles_per_row = ceildiv(NO, SPAN)
+    var per_block = ceildiv(tiles_per_row, splits)
+    var first = row_part[1] * per_block
+    var last = min(tiles_per_row, first + per_block)
+    var x_row = input.unsafe_offset(row_part[0] * N)
+    var out_row = output.unsafe_offset(row_part[0] * NO)
+    var channel = channel_of(row_part[0], Int(channels))
+    var w_row = kernel.unsafe_offset(channel * K)
+    var w = SIMD[acc, SMALL_TAPS](0)
+    comptime for j in range(KMAX):
+        if j < K:
+            w[j] = tap_value(w_row, j, K, 0, flip)
+    var row_bias = bias.unsafe_load(channel).cast[acc]() if has_bias else Scalar[acc](0)
+    var tile = first
+    while tile < last:
+        # UNROLL tiles at a time: all their loads go out before any arithmetic.
+        var raw = SIMD[dtype, UNROLL * WIN](0)
+        comptime for u in range(UNROLL):
+            var o = (tile + u) * SPAN + tid * R  # this thread's first output
+            var base = (tile + u) * SPAN - back  # the block's first load
+            if tile + u < last:
+                if load_io and base >= 0 and base + SPAN + LOADS * VW <= N:
+                    # The block's loads all lie inside the row (most tiles): no checks.
+                    comptime for v in range(LOADS):
+                        if v * VW < needed:
+                            raw = raw.insert[offset = u * WIN + v * VW](
+                                x_row.unsafe_load[width=VW, alignment=16](o - back + v * VW)
+                            )
+                else:
+                    comptime for v in range(LOADS):
+                        if v * VW < needed:
+                            raw = raw.insert[offset = u * WIN + v * VW](load_raw[dtype, VW](x_row, o - back + v * VW, N, load_io))
+        comptime for u in range(UNROLL):
+            if tile + u < last:
+                var o = (tile + u) * SPAN + tid * R
+                var sums = SIMD[acc, R](0)
+                comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
+                    if s * SMALL_STEP < K:
+                        comptime for jj in range(SMALL_STEP):
+                            comptime j = s * SMALL_STEP + jj
+                            comptime if j < KMAX:
+                                if j < K:
+                                    comptime for r in range(R):
+                                        sums[r] += raw[u * WIN + D + r + j].cast[acc]() * w[j]
+                var values = finish[acc, R](sums, SIMD[acc, R](row_bias), has_bias, silu).cast[dtype]()
+                if store_io and (tile + u + 1) * SPAN <= NO:
+                    out_row.unsafe_store[alignment=16](o, values)
+                else:
+                    store_vector(out_row, o, NO, store_io, values)
+        tile += UNROLL

@@ -5,7 +5,7 @@ tests/test_gpu_targets.py runs it; nothing here is meant to be executed."""
 
 from max.gpu.host import DeviceContext
 from kernels.common import accum_type
-from kernels.gpu import correlate_gpu, grad_kernel_gpu, grad_kernel_scratch
+from kernels.gpu import correlate_gpu, grad_kernel_channels_gpu, grad_kernel_channels_scratch, grad_kernel_gpu, grad_kernel_scratch
 
 
 def instantiate[dtype: DType](ctx: DeviceContext) raises:
@@ -19,6 +19,11 @@ def instantiate[dtype: DType](ctx: DeviceContext) raises:
     var partials = ctx.enqueue_create_buffer[accum_type[dtype]](grad_kernel_scratch(1, 16, 4))
     correlate_gpu[dtype](ctx, ctx.stream(), out, x, taps, 1, 16, 4, 0, False)
     grad_kernel_gpu[dtype](ctx, ctx.stream(), taps, x, out, rebind[Pointer[Scalar[accum_type[dtype]], MutAnyOrigin]](partials.unsafe_ptr()), 1, 16, 4)
+    var channel_partials = ctx.enqueue_create_buffer[accum_type[dtype]](grad_kernel_channels_scratch(1, 16, 4))
+    grad_kernel_channels_gpu[dtype](
+        ctx, ctx.stream(), taps, x, out, rebind[Pointer[Scalar[accum_type[dtype]], MutAnyOrigin]](channel_partials.unsafe_ptr()),
+        1, 1, 16, 16, 4, 3,
+    )
 
 
 def main() raises:
