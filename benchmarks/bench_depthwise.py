@@ -1,7 +1,23 @@
 """Benchmark: depthwise_conv1d (one filter per channel, causal) against
-PyTorch's grouped convolution and a copy of the same bytes.
+PyTorch's grouped convolution, Dao-AILab's causal-conv1d and a copy of the
+same bytes.
 
-For each shape (B, C, L) and K, in one process, methods timed round-robin
+On a CUDA machine (--device cuda), for the shapes of CUDA_SHAPES, in one
+process:
+  mojo            the op (mojo_conv1d.depthwise_conv1d), allocating its output
+  causal_conv1d   causal_conv1d_fn from the causal-conv1d package (K = 2..4),
+                  where it is installed
+  cudnn_frontend  cudnn.ops.causal_conv1d from nvidia-cudnn-frontend, where
+                  it is installed and the cuDNN it finds is 9.22 or newer
+  cudnn           F.conv1d(x, w, padding=K - 1, groups=C), cut to L
+  copy            a device copy of the input's bytes (the roofline)
+kernel_us is the device time of the kernels a call launches (profiler),
+call_us wall clock per call over back-to-back calls. Then the backward pass
+(gradients of x and w) at one shape, and the single-filter op
+(mojo_conv1d.conv1d) at N = 2^26 in bfloat16 beside a copy.
+Writes depthwise_cuda.csv and depthwise_cuda.png under --out.
+
+On the CPU (the default without CUDA), for each shape (B, C, L) and K, in one process, methods timed round-robin
 (so a busy spell of a shared machine slows them alike), the median of the
 rounds:
   mojo_kernel   the op's kernel alone, into an output made once
@@ -12,8 +28,7 @@ rounds:
   mojo_silu     the whole call with a bias and SiLU (Mamba's layer), one pass
   torch_silu    the same with F.conv1d's bias and F.silu
   copy          a copy of the input's bytes into a buffer made once
-Every result is checked against float64 before it is timed. CPU only for
-now: the op's CUDA kernels are not written yet.
+Every result is checked against float64 before it is timed.
 
 Writes a table to stdout and a CSV under --out (default benchmarks/out).
 """
@@ -30,7 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mojo_conv1d import _cpu, depthwise_conv1d
+from mojo_conv1d import _cpu, conv1d, depthwise_conv1d
 
 SHAPES = [((4, 256, 16384), 4), ((4, 256, 16384), 64), ((1, 1024, 2048), 4), ((8, 64, 4096), 4)]
 ROUNDS = 7
@@ -41,10 +56,177 @@ def reference(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return F.conv1d(x.double(), w.double()[:, None], padding=k - 1, groups=w.shape[0])[..., : x.shape[-1]]
 
 
+# ((B, C, L), K, dtype): the shapes causal-conv1d's users run (Mamba's K = 4),
+# and K = 64, which it does not take.
+CUDA_SHAPES = [
+    ((1, 1024, 2048), 4, torch.bfloat16),
+    ((8, 2048, 4096), 4, torch.bfloat16),
+    ((8, 4096, 2048), 4, torch.float16),
+    ((4, 1024, 16384), 4, torch.float32),
+    ((16, 1536, 1024), 4, torch.bfloat16),
+    ((8, 2048, 4096), 64, torch.bfloat16),
+]
+BACKWARD_SHAPE = ((8, 2048, 4096), 4, torch.bfloat16)
+SINGLE_FILTER_N = 2**26
+
+
+def gpu_peers() -> dict:
+    """The peers installed here: name -> fn(x, w, bias, silu), or a reason."""
+    peers = {}
+    try:
+        from causal_conv1d import causal_conv1d_fn
+
+        peers["causal_conv1d"] = lambda x, w, b=None, silu=False: causal_conv1d_fn(
+            x, w, b, activation="silu" if silu else None
+        )
+    except ImportError as error:
+        print(f"causal_conv1d: not available ({error})")
+    try:
+        import cudnn
+
+        version = torch.backends.cudnn.version()
+        if version is None or version < 92200:
+            print(f"cudnn_frontend: not available (its causal_conv1d needs cuDNN >= 9.22; torch has {version})")
+        else:
+            peers["cudnn_frontend"] = lambda x, w, b=None, silu=False: cudnn.ops.causal_conv1d(
+                x, w, b, "silu" if silu else None
+            )
+    except ImportError as error:
+        print(f"cudnn_frontend: not available ({error})")
+    return peers
+
+
+def check_gpu(name: str, got: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b=None, silu=False) -> None:
+    exact = F.conv1d(x.double(), w.double()[:, None], None if b is None else b.double(), padding=w.shape[-1] - 1,
+                     groups=w.shape[0])[..., : x.shape[-1]]
+    exact = F.silu(exact) if silu else exact
+    tol = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}[x.dtype]
+    err = ((got.double() - exact).abs() / (exact.abs() + 1)).max().item()
+    if not err <= tol:
+        raise AssertionError(f"{name}: relative error {err:.3g} > {tol:.3g} for {tuple(x.shape)} K={w.shape[-1]}")
+
+
+def bench_cuda(args) -> list[dict]:
+    from bench_conv1d import check, profiled_kernel_time, wall_times_per_call
+
+    peers = gpu_peers()
+    rows = []
+
+    def record(shape, k, dtype, kind, methods, calls):
+        kernel = {name: profiled_kernel_time(fn, calls) * 1e6 for name, fn in methods.items()}
+        call = wall_times_per_call(methods, calls, rounds=5)
+        copy = kernel.get("copy")
+        for name in methods:
+            rows.append(dict(device="cuda", dtype=str(dtype).removeprefix("torch."), b=shape[0], c=shape[1],
+                             length=shape[2], k=k, kind=kind, method=name, kernel_us=kernel[name],
+                             call_us=call[name] * 1e6, copy_ratio=copy / kernel[name] if copy else ""))
+            copy_text = f"  {copy / kernel[name]:6.1%} of copy" if copy else ""
+            print(f"{kind:8} {str(shape):18} K={k:<3} {rows[-1]['dtype']:8} {name:15} kernel {kernel[name]:8.1f} us"
+                  f"  call {call[name] * 1e6:8.1f} us{copy_text}")
+
+    for shape, k, dtype in CUDA_SHAPES:
+        x = torch.randn(shape, device="cuda").to(dtype)
+        w = (torch.randn(shape[1], k, device="cuda") / k**0.5).to(dtype)
+        src, dst = torch.empty_like(x), torch.empty_like(x)
+        methods = {"mojo": lambda: depthwise_conv1d(x, w)}
+        for name, peer in peers.items():
+            if name != "causal_conv1d" or k <= 4:
+                methods[name] = lambda peer=peer: peer(x, w)
+        methods["cudnn"] = lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=shape[1])[..., : shape[2]]
+        methods["copy"] = lambda: dst.copy_(src)
+        for name, fn in methods.items():
+            if name != "copy":
+                check_gpu(name, fn(), x, w)
+        record(shape, k, dtype, "forward", methods, calls=20)
+        if shape == CUDA_SHAPES[1][0] and k == 4:
+            bias = torch.randn(shape[1], device="cuda").to(dtype)
+            silu = {"mojo": lambda: depthwise_conv1d(x, w, bias, activation="silu")}
+            for name, peer in peers.items():
+                silu[name] = lambda peer=peer: peer(x, w, bias, True)
+            silu["cudnn"] = lambda: F.silu(F.conv1d(x, w[:, None], bias, padding=k - 1, groups=shape[1])[..., : shape[2]])
+            for name, fn in silu.items():
+                check_gpu(name, fn(), x, w, bias, True)
+            record(shape, k, dtype, "silu", silu, calls=20)
+
+    shape, k, dtype = BACKWARD_SHAPE
+    x = torch.randn(shape, device="cuda").to(dtype).requires_grad_()
+    w = (torch.randn(shape[1], k, device="cuda") / k**0.5).to(dtype).requires_grad_()
+    g = torch.randn(shape, device="cuda").to(dtype)
+    forwards = {"mojo": lambda: depthwise_conv1d(x, w)}
+    for name, peer in peers.items():
+        forwards[name] = lambda peer=peer: peer(x, w)
+    forwards["cudnn"] = lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=shape[1])[..., : shape[2]]
+    outputs = {name: fn() for name, fn in forwards.items()}
+    reference = torch.autograd.grad(outputs["cudnn"], (x, w), g, retain_graph=True)
+    backward = {}
+    for name, y in outputs.items():
+        got = torch.autograd.grad(y, (x, w), g, retain_graph=True)
+        for a, b in zip(got, reference):
+            torch.testing.assert_close(a.float(), b.float(), rtol=3e-2, atol=3e-2 * b.float().abs().max().item())
+        backward[name] = lambda y=y: torch.autograd.grad(y, (x, w), g, retain_graph=True)
+    record(shape, k, dtype, "backward", backward, calls=20)
+
+    # The single-filter op on one long row: the bandwidth-bound K = 4 and the
+    # tensor cores' K = 64, in bfloat16.
+    n = SINGLE_FILTER_N
+    x1 = torch.randn(n, device="cuda").to(torch.bfloat16)
+    src, dst = torch.empty_like(x1), torch.empty_like(x1)
+    for k in (4, 64):
+        w1 = (torch.randn(k, device="cuda") / k**0.5).to(torch.bfloat16)
+        check("conv1d", conv1d(x1, w1), x1, w1)
+        record((1, 1, n), k, torch.bfloat16, "conv1d", {"mojo": lambda: conv1d(x1, w1), "copy": lambda: dst.copy_(src)}, 20)
+    return rows
+
+
+def plot_cuda(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = []
+    for row in rows:
+        key = (row["kind"], row["b"], row["c"], row["length"], row["k"], row["dtype"])
+        if key not in groups:
+            groups.append(key)
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    fig, ax = plt.subplots(figsize=(12, 5))
+    width = 0.8 / len(methods)
+    for m, method in enumerate(methods):
+        xs, ys = [], []
+        for g, key in enumerate(groups):
+            for row in rows:
+                if (row["kind"], row["b"], row["c"], row["length"], row["k"], row["dtype"]) == key and row["method"] == method:
+                    xs.append(g + (m - (len(methods) - 1) / 2) * width)
+                    ys.append(row["kernel_us"])
+        ax.bar(xs, ys, width, label=method)
+    labels = [f"{kind}\n({b}, {c}, {length})\nK={k} {dtype}" if kind != "conv1d" else f"conv1d\nN=2^26\nK={k} {dtype}"
+              for kind, b, c, length, k, dtype in groups]
+    ax.set_xticks(range(len(groups)), labels, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("kernel time per call (us, log scale)")
+    ax.set_title(f"depthwise_conv1d on {torch.cuda.get_device_name()} (lower is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, cuDNN {torch.backends.cudnn.version()}")
+        rows = bench_cuda(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / "depthwise_cuda.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        plot_cuda(rows, args.out / "depthwise_cuda.png")
+        print(f"wrote {args.out}/depthwise_cuda.csv and .png")
+        return 0
     print(f"torch {torch.__version__}, cpu, {torch.get_num_threads()} threads")
     rows = []
     for (b, c, length), k in SHAPES:

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks of record, run from a checkout on a machine with a CUDA GPU
 # and the dependencies (torch, max, mojo) installed:
-#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh puzzle|tests|sanitize|bench [args]
+#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh puzzle|tests|sanitize|bench|depthwise [args]
 #   puzzle    the learner's loop timed: three runs of the solved puzzle (the
 #             first one cold on a fresh machine) and one of the unsolved one
 #   tests     the CUDA half of the suite (the CPU half runs in CI)
 #   sanitize  compute-sanitizer memcheck and racecheck over tests that run every GPU kernel
 #   bench     benchmarks/bench_conv1d.py: CSV, plot and per-call CSV beside the log
+#   depthwise benchmarks/bench_depthwise.py beside its peers: CSV and plot beside the log
 # Each step writes a log that starts with the command, the date, the commit
 # and the GPU, into $OUT when it is set, else into logs/; TAG names a second
 # run of the same step, so that it does not overwrite the first.
@@ -43,17 +44,21 @@ case "$step" in
   tests)
     # The CPU half of these tests runs in CI; here, the CUDA half.
     python3 -m pytest -q -p no:cacheprovider --timeout 120 -k "cuda or reduce_overhead or ordered_with or devices_must" \
-      tests/test_conv1d_op.py tests/test_autograd.py tests/test_devices.py tests/test_puzzle.py "$@" 2>&1 | tee -a "$log"
+      tests/test_conv1d_op.py tests/test_autograd.py tests/test_devices.py tests/test_depthwise.py tests/test_puzzle.py \
+      "$@" 2>&1 | tee -a "$log"
     ;;
   bench)
     python3 benchmarks/bench_conv1d.py --out "$out/$name" "$@" 2>&1 | tee -a "$log"
+    ;;
+  depthwise)
+    python3 benchmarks/bench_depthwise.py --device cuda --out "$out/$name" "$@" 2>&1 | tee -a "$log"
     ;;
   sanitize)
     for tool in memcheck racecheck; do
       echo "== compute-sanitizer --tool $tool" | tee -a "$log"
       compute-sanitizer --tool "$tool" --target-processes all \
-        python3 -m pytest -q -p no:cacheprovider tests/test_conv1d_op.py tests/test_autograd.py \
-          -k "cuda and (2049 or seed or longer or gradients_match)" "$@" 2>&1 | tail -15 | tee -a "$log"
+        python3 -m pytest -q -p no:cacheprovider tests/test_conv1d_op.py tests/test_autograd.py tests/test_depthwise.py \
+          -k "cuda and (2049 or seed or longer or gradients_match or kernels_match or unaligned)" "$@" 2>&1 | tail -15 | tee -a "$log"
     done
     ;;
   *)
