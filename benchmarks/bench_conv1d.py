@@ -428,10 +428,20 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", default="float32,float16,bfloat16")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--call-cost-only", action="store_true", help="only the per-call costs (overhead CSV)")
     args = parser.parse_args(argv)
     args.dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
     print(f"torch {torch.__version__}, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+    if args.call_cost_only:
+        overhead = bench_overhead(args.device)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / f"overhead_{args.device}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["device", "what", "us"])
+            writer.writeheader()
+            writer.writerows(overhead)
+        print(f"wrote {args.out}/overhead_{args.device}.csv")
+        return 0
     rows = bench_gpu(args) if args.device == "cuda" else bench_cpu(args)
     overhead = bench_overhead(args.device)
     write_outputs(rows, overhead, args.out)

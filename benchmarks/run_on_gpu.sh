@@ -7,6 +7,7 @@
 #   tests     the CUDA half of the suite (the CPU half runs in CI)
 #   sanitize  compute-sanitizer memcheck and racecheck over tests that run every GPU kernel
 #   bench     benchmarks/bench_conv1d.py: CSV, plot and per-call CSV beside the log
+#             (with --call-cost-only: the per-call costs alone)
 #   depthwise benchmarks/bench_depthwise.py beside its peers: CSV and plot beside the log
 # Each step writes a log that starts with the command, the date, the commit
 # and the GPU, into $OUT when it is set, else into logs/; TAG names a second

@@ -61,12 +61,13 @@ def _register_kernels(device: str, backend) -> None:
     def depthwise_correlate(x, weight, bias, shift, flip, n_out, silu):
         weight = _contiguous(weight)
         bias = None if bias is None else _contiguous(bias)
-        if _channels_last(x):
-            out = _new_output(x, n_out)
-            backend.correlate_channels_last(out, x, weight, shift, flip, bias=bias, silu=silu)
-            return out
-        x = _contiguous(x)
-        out = _new_output(x, n_out)
+        if not x.is_contiguous():
+            if _channels_last(x):
+                out = x.new_empty(x.shape[0], n_out, x.shape[1]).transpose(1, 2)
+                backend.correlate_channels_last(out, x, weight, shift, flip, bias=bias, silu=silu)
+                return out
+            x = x.contiguous()
+        out = x.new_empty(*x.shape[:-1], n_out)
         backend.correlate(out, x, weight, shift, flip, channels=weight.shape[0], bias=bias, silu=silu)
         return out
 
@@ -217,9 +218,15 @@ def depthwise_conv1d(
     float64). Differentiable in x, weight and bias."""
     _check_args(x, weight, bias, padding, activation)
     k = weight.shape[-1]
-    weight = weight.reshape(weight.shape[0], k)
-    shift = {"causal": k - 1, "same": (k - 1) // 2, "valid": 0}[padding]
-    n_out = x.shape[-1] - k + 1 if padding == "valid" else x.shape[-1]
+    if weight.dim() == 3:
+        weight = weight.reshape(weight.shape[0], k)
+    n_out = x.shape[-1]
+    if padding == "causal":
+        shift = k - 1
+    elif padding == "same":
+        shift = (k - 1) // 2
+    else:
+        shift, n_out = 0, n_out - k + 1
     silu = activation == "silu"
     if forward_ad._current_level >= 0 and any(
         t is not None and forward_ad.unpack_dual(t).tangent is not None for t in (x, weight, bias)
