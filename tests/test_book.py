@@ -618,26 +618,29 @@ def kernel_constants() -> dict[str, int]:
 
     gpu = (KERNELS / "gpu.mojo").read_text(encoding="utf-8")
     window = (KERNELS / "window.mojo").read_text(encoding="utf-8")
-    # The shapes gpu.mojo launches the window kernel with: [dtype, R, T, groups, taps, block].
-    assert "correlate_window_gpu_kernel[dtype, VW, min(VW, SMALL_STEP), SMALL_GROUPS, SMALL_TAPS, SMALL_THREADS]" in gpu
+    # The kernels gpu.mojo launches for short filters: the short kernel (one
+    # 16-byte vector of outputs per thread, SMALL_THREADS per block), and the
+    # window kernel's one shape: [dtype, R, T, groups, taps, block].
+    assert "correlate_short_gpu_kernel[dtype, D, KMAX]" in gpu
+    assert "comptime KMAX = SMALL_STEP if KM == 0 else SMALL_K" in gpu
+    assert "block_dim=SMALL_THREADS" in gpu
+    assert "comptime R = VW  # outputs per thread and tile: one vector" in window
     assert "correlate_window_gpu_kernel[dtype, R, R, 1, WINDOW_K, THREADS]" in gpu
     assert "comptime R = window_outputs[dtype]()" in gpu
     assert "comptime VW = 16 // size_of[dtype]()" in gpu
     # float32 stops at SMALL_K, the others go on to WINDOW_K; float64's long shape is narrower.
     assert "return SMALL_K if dtype == DType.float32 else WINDOW_K" in window
     long_f64, long_other = map(int, re.search(r"return (\d+) if size_of\[dtype\]\(\) == 8 else (\d+)", window).groups())
-    # Tensor cores: float32 only, and only in a build for Hopper.
-    assert 'dtype == DType.float32 and DeviceContext.default_device_info.version == "sm_90a"' in (
-        KERNELS / "tensor_cores.mojo"
-    ).read_text(encoding="utf-8")
+    # Tensor cores: float32 and bfloat16 only, and only in a build for Hopper.
+    tensor_cores = (KERNELS / "tensor_cores.mojo").read_text(encoding="utf-8")
+    assert '(dtype == DType.float32 or dtype == DType.bfloat16) and DeviceContext.default_device_info.version == "sm_90a"' in tensor_cores
+    tc_min_f32, tc_min_bf16 = map(int, re.search(r"return (\d+) if dtype == DType.float32 else (\d+)", tensor_cores).groups())
     assert "if k <= CPU_SERIAL_MAX_K:" in (KERNELS / "cpu.mojo").read_text(encoding="utf-8")
     # The puzzle's op passes its compile-time conv_size on, so only its kernels are built.
     assert "correlate[target, dtype, known_k=conv_size](" in (KERNELS / "conv1d.mojo").read_text(encoding="utf-8")
     assert "comptime if known_k == 0 or known_k <= SMALL_K:" in gpu
 
     per_thread = value("OUTPUTS_PER_THREAD")
-    groups = value("SMALL_GROUPS")
-    step = value("SMALL_STEP")
     return {
         "threads": value("THREADS"),
         "per_thread": per_thread,
@@ -648,16 +651,16 @@ def kernel_constants() -> dict[str, int]:
         "small_k": value("SMALL_K"),
         "window_k": value("WINDOW_K"),
         "small_threads": value("SMALL_THREADS"),
-        "groups": groups,
-        # a short-shape group is one 16-byte vector: 16 // the element size
+        # a short-kernel thread owns one 16-byte vector: 16 // the element size
         "f32_vector": 16 // 4,
         "f16_vector": 16 // 2,
         "f64_vector": 16 // 8,
-        "step": min(16 // 4, step),
-        "f64_step": min(16 // 8, step),
+        "unroll": value("UNROLL"),
+        "short_blocks": value("SHORT_BLOCKS"),
         "long_outputs": long_other,
         "long_f64": long_f64,
-        "tc_min_k": value("TC_MIN_K"),
+        "tc_min_k": tc_min_f32,
+        "tc_min_bf16": tc_min_bf16,
         "tc_max_k": value("TC_MAX_K"),
         "tc_tile": value("TC_TILE"),
         "tc_threads": value("TC_THREADS"),
@@ -675,17 +678,18 @@ STATED = {
         "a window of {window} staged inputs against {per_thread} taps and does {fmas} multiply-adds",
         "for filters of at most {small_k} taps",
         "takes filters of up to {window_k} taps",
-        "{groups} × {f32_vector} outputs in float32, {groups} × {f16_vector} in float16 and bfloat16, "
-        "{groups} × {f64_vector} in float64",
-        "The window moves {step} taps per step ({f64_step} in float64",
+        "A thread owns one 16-byte vector of outputs: {f32_vector} in float32, {f16_vector} in float16 and "
+        "bfloat16, {f64_vector} in float64",
         "Blocks have {small_threads} threads.",
+        "issuing the loads of {unroll} tiles before any arithmetic",
+        "until there are about {short_blocks} of them",
         "A thread owns {long_outputs} consecutive outputs ({long_f64} in float64",
         "the window moves {long_outputs} taps per step ({long_f64} in float64). Blocks have {threads} threads.",
         "from {small_k_plus_1} taps on the tiled kernel",
         "| 1 to {small_k} |",
         "| {small_k_plus_1} to {window_k} |",
         "| {tc_min_k} to {tc_max_k} | tensor cores on Hopper",
-        "float32 filters of {tc_min_k} to {tc_max_k} taps",
+        "float32 filters of {tc_min_k} to {tc_max_k} taps and bfloat16 filters of {tc_min_bf16} to {tc_max_k}",
         "a tile of {tc_tile} outputs",
         "{tc_threads} threads per block",
         "work items of {cpu_chunk} outputs",
@@ -698,18 +702,18 @@ STATED = {
         "입력 {window}개짜리 창을 탭 {per_thread}개에 대고 밀면서 레지스터에서 곱셈-덧셈 {fmas}번",
         "탭이 {small_k}개 이하인 필터용",
         "탭이 {window_k}개까지인 필터용",
-        "float32는 {f32_vector}개씩 두 묶음, float16과 bfloat16은 {f16_vector}개씩 두 묶음, "
-        "float64는 {f64_vector}개씩 두 묶음",
-        "한 단계에 탭 {step}개씩 움직입니다(float64는 벡터 하나 크기인 {f64_step}개씩)",
+        "float32는 {f32_vector}개, float16과 bfloat16은 {f16_vector}개, float64는 {f64_vector}개",
         "블록은 스레드 {small_threads}개입니다.",
+        "타일 {unroll}개 분량의 로드를 먼저 보냅니다",
+        "블록이 모두 {short_blocks}개 안팎이 될 때까지",
         "연속된 출력 {long_outputs}개를 맡고(float64는",
-        "레지스터 두 개를 차지하므로 {long_f64}개), 창은 한 단계에 탭 {long_outputs}개씩 움직입니다(float64는 {long_f64}개). "
-        "블록은 스레드 {threads}개입니다.",
+        "레지스터 두 개를 차지하므로 {long_f64}개)",
+        "창은 한 단계에 탭 {long_outputs}개씩 움직입니다(float64는 {long_f64}개). 블록은 스레드 {threads}개입니다.",
         "탭이 {small_k_plus_1}개 이상이면 타일 커널이",
         "| 1~{small_k} |",
         "| {small_k_plus_1}~{window_k} |",
         "| {tc_min_k}~{tc_max_k} | Hopper에서는 텐서 코어",
-        "탭 {tc_min_k}~{tc_max_k}개인 float32 필터",
+        "탭 {tc_min_k}~{tc_max_k}개인 float32 필터와 탭 {tc_min_bf16}~{tc_max_k}개인 bfloat16 필터",
         "출력 {tc_tile}개짜리 타일",
         "블록은 스레드 {tc_threads}개입니다",
         "출력 {cpu_chunk}개짜리 작업 단위",
@@ -721,7 +725,6 @@ STATED = {
 @pytest.mark.parametrize("lang", LANGS)
 def test_kernel_numbers_in_the_chapter_match_the_kernels(lang):
     values = kernel_constants()
-    assert values["groups"] == 2, "the chapters say two groups per thread: update them and this test"
     values["small_k_plus_1"] = values["small_k"] + 1
     # Compare with line breaks and runs of spaces folded into one space.
     text = " ".join(chapter_text(lang).split())
@@ -730,7 +733,7 @@ def test_kernel_numbers_in_the_chapter_match_the_kernels(lang):
         phrase = " ".join(template.format(**values).split())
         used |= set(re.findall(r"\{(\w+)\}", template))
         assert phrase in text, f"{lang}: the chapter should say {phrase!r}"
-    assert used >= set(values) - {"groups"}, f"{lang}: numbers not checked: {set(values) - used}"
+    assert used >= set(values), f"{lang}: numbers not checked: {set(values) - used}"
 
 
 @pytest.mark.parametrize("lang", LANGS)

@@ -83,11 +83,12 @@ def test_non_finite_values(where, k, dtype, device):
     are finite, and past the row's end an infinite tap meets zeros (NaN, as
     in F.conv1d with zero padding).
 
-    One known difference, on the GPU only: the kernels pad the taps with
-    zeros to whole steps (of up to 16) and multiply those too, for speed, so
-    an infinite or NaN input q can also turn the up to 16 outputs just before
-    its window, q - K - 15 .. q - K, into NaN. Skipping those products was
-    measured much slower, most of all at long filters (docs/kernels.md)."""
+    On the GPU the window and tiled kernels multiply zero taps too (padding
+    to whole steps of up to 16), which turns an infinite or NaN input q into
+    NaN in the up to 16 outputs just before its window, q - K - 15 .. q - K;
+    they now recompute such outputs over the filter's own taps
+    (docs/kernels.md, "Non-finite values"). This test still allows those NaNs
+    on the GPU until its strict form has run there."""
     x = random(5000, "cpu", seed=3)
     w = random(k, "cpu", seed=4)
     if where == "input":

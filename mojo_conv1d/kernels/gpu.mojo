@@ -1,12 +1,14 @@
 """The host-side GPU entry points of the conv1d ops, shared by every op.
 
-correlate_gpu computes the sum given in common.mojo's docstring. It first
-offers the work to tensor_cores.mojo (float32, 33 to 64 taps, Hopper GPUs);
-else it launches one of two GPU kernels: window.mojo's register windows passed
-between lanes, for kernels of up to window_k_limit() taps, or tiled.mojo's
-shared-memory tiles for longer ones. grad_kernel_gpu launches grad_kernel.mojo's
-two-pass reduction for the gradient with respect to the kernel. The CPU
-versions are in cpu.mojo.
+correlate_gpu computes the sum given in common.mojo's docstring, with a
+filter per row where the depthwise op asks for one. It first offers the work
+to tensor_cores.mojo (float32 from 33 taps, bfloat16 from 17, up to 64, on
+Hopper GPUs); else it launches window.mojo's short kernel (up to SMALL_K
+taps) or its register-window kernel (up to window_k_limit() taps), or
+tiled.mojo's shared-memory tiles for longer ones. grad_kernel_gpu and
+grad_kernel_channels_gpu launch grad_kernel.mojo's two-pass reductions for
+the filters' gradient (one filter; a filter per channel). The CPU versions
+are in cpu.mojo.
 """
 
 from std.math import ceildiv
@@ -33,11 +35,9 @@ from .tensor_cores import TC_MAX_K, correlate_tensor_cores
 from .tiled import BLOCKS_PER_SM, TILE, correlate_gpu_kernel
 from .window import (
     MAX_BLOCKS,
-    SMALL_GROUPS,
     SHORT_BLOCKS,
     SMALL_K,
     SMALL_STEP,
-    SMALL_TAPS,
     SMALL_THREADS,
     WINDOW_K,
     correlate_short_gpu_kernel,

@@ -1,9 +1,11 @@
-"""The register-window GPU kernel, correlate_window_gpu_kernel, for short
-kernels (up to window_k_limit() taps): register windows, shifted between
-neighbouring lanes by warp shuffles, with no shared-memory tiles. It computes
-the sum given in common.mojo's docstring; gpu.mojo's correlate_gpu launches it
-in two shapes (the SMALL_* one up to SMALL_K taps, window_outputs() outputs
-per thread up to WINDOW_K taps).
+"""The GPU kernels for short filters. correlate_short_gpu_kernel (up to
+SMALL_K taps, bound by memory traffic): a thread owns one 16-byte vector of
+outputs and loads the aligned vectors its window needs, blocks loop over a
+row's tiles with the row's taps in registers. correlate_window_gpu_kernel
+(up to WINDOW_K taps, 16-bit and float64 data): register windows shifted
+between neighbouring lanes by warp shuffles, window_outputs() outputs per
+thread. Both compute the sum given in common.mojo's docstring, with a filter
+per row; gpu.mojo's correlate_gpu launches them.
 """
 
 from std.math import ceildiv, isfinite
@@ -31,13 +33,12 @@ from .common import (
 )
 
 
-comptime SMALL_K = 12  # up to this many taps: one 16-byte vector of outputs per group, two groups per thread
-comptime SMALL_TAPS = 16  # the taps array then: SMALL_K rounded up to whole 16-byte vectors of any dtype
-comptime SMALL_STEP = 4  # taps per step then: a 16-bit vector of 8 outputs at K = 4 skips 4 zero taps
-comptime SMALL_GROUPS = 2
-comptime SHORT_BLOCKS = 4096  # the short kernel splits rows until about this many blocks
-comptime UNROLL = 2  # tiles whose loads a thread of the short kernel issues together
-comptime SMALL_THREADS = 128  # threads per block then: a block's fixed costs (its taps, a barrier) over 1024+ outputs
+comptime SMALL_K = 12  # up to this many taps: the short kernel
+comptime SMALL_TAPS = 16  # its taps in registers: SMALL_K rounded up to a power of two
+comptime SMALL_STEP = 4  # taps per branch there, and its narrower bound on the taps (Mamba's K = 4)
+comptime SMALL_THREADS = 128  # threads per block there
+comptime SHORT_BLOCKS = 4096  # rows are split over blocks until there are about this many
+comptime UNROLL = 2  # tiles whose loads a thread issues before any arithmetic
 comptime WINDOW_K = 16  # at most this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
 
@@ -82,8 +83,8 @@ def correlate_window_gpu_kernel[
     shuffles, and only a warp's last lane loads them (all steps' before the
     first). So a step costs T shuffles and R * T multiply-adds, and the
     window slides by T; the steps are unrolled up to MAX_TAPS taps.
-    Short kernels (R one 16-byte vector, T = SMALL_STEP, two groups) are
-    bound by memory traffic; longer ones (R = T = 16) by the multiply-adds.
+    gpu.mojo launches it with R = T = window_outputs(), where the
+    multiply-adds set the pace.
 
     Row r uses filter r % channels (`taps` taps, read after `lead` zeros: k
     = taps + lead), staged in shared memory when the block's row changes
