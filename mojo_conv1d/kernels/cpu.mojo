@@ -16,6 +16,10 @@ comptime CPU_CHUNK = 65536  # outputs per parallel work item: fewer, larger item
 # on a 2-core machine that measured faster than MAX's two workers, which,
 # right after a PyTorch copy_, also compete with its still-spinning OpenMP threads.
 comptime CPU_SERIAL_MAX_K = 8
+# ... and below this many outputs: a larger call moves enough memory that the
+# pool's second worker pays for itself, and its fresh output pages fault in
+# on both cores.
+comptime CPU_SERIAL_MAX_OUTPUTS = 1 << 23
 comptime STREAM_ALIGN = 64  # output blocks starting at this byte alignment are written with streaming stores
 
 
@@ -91,8 +95,8 @@ def correlate_cpu[
     whole window lies inside the row, runs BLOCK outputs at a time (several
     SIMD registers, one broadcast tap per step) with no bounds checks; the
     few outputs near the ends run one by one. Work items of CPU_CHUNK outputs
-    go to MAX's thread pool, or, up to CPU_SERIAL_MAX_K taps, run on the
-    calling thread.
+    go to MAX's thread pool, or, up to CPU_SERIAL_MAX_K taps and below
+    CPU_SERIAL_MAX_OUTPUTS outputs, run on the calling thread.
 
     For the depthwise op: `kernel` holds `channels` filters of k taps, and
     row r uses filter r % channels (one filter, for the single-filter op);
@@ -155,7 +159,7 @@ def correlate_cpu[
             edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, i0, lo, row_bias, has_bias, silu)
             edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, mid, i1, row_bias, has_bias, silu)
 
-    if k <= CPU_SERIAL_MAX_K:
+    if k <= CPU_SERIAL_MAX_K and rows * out_n < CPU_SERIAL_MAX_OUTPUTS:
         for item in range(items):
             work(item)
     else:
@@ -330,7 +334,7 @@ def correlate_channels_last_cpu[
                 c += 1
             p += 1
 
-    if k <= CPU_SERIAL_MAX_K:
+    if k <= CPU_SERIAL_MAX_K and batch * n_out * channels < CPU_SERIAL_MAX_OUTPUTS:
         for item in range(items):
             work(item)
     else:
