@@ -635,7 +635,9 @@ def kernel_constants() -> dict[str, int]:
     tensor_cores = (KERNELS / "tensor_cores.mojo").read_text(encoding="utf-8")
     assert '(dtype == DType.float32 or dtype == DType.bfloat16) and DeviceContext.default_device_info.version == "sm_90a"' in tensor_cores
     tc_min_f32, tc_min_bf16 = map(int, re.search(r"return (\d+) if dtype == DType.float32 else (\d+)", tensor_cores).groups())
-    assert "if k <= CPU_SERIAL_MAX_K:" in (KERNELS / "cpu.mojo").read_text(encoding="utf-8")
+    assert "if k <= CPU_SERIAL_MAX_K and rows * out_n < CPU_SERIAL_MAX_OUTPUTS:" in (KERNELS / "cpu.mojo").read_text(
+        encoding="utf-8"
+    )
     # The puzzle's op passes its compile-time conv_size on, so only its kernels are built.
     assert "correlate[target, dtype, known_k=conv_size](" in (KERNELS / "conv1d.mojo").read_text(encoding="utf-8")
     assert "comptime if known_k == 0 or known_k <= SMALL_K:" in gpu
@@ -666,6 +668,7 @@ def kernel_constants() -> dict[str, int]:
         "tc_threads": value("TC_THREADS"),
         "cpu_chunk": value("CPU_CHUNK"),
         "cpu_serial": value("CPU_SERIAL_MAX_K"),
+        "cpu_serial_outputs_log2": value("CPU_SERIAL_MAX_OUTPUTS").bit_length() - 1,
     }
 
 
@@ -694,6 +697,7 @@ STATED = {
         "{tc_threads} threads per block",
         "work items of {cpu_chunk} outputs",
         "Up to {cpu_serial} taps the calling thread",
+        "unless the call has 2^{cpu_serial_outputs_log2} outputs or more",
     ],
     "ko": [
         "블록 하나는 스레드 {threads}개로 이루어지고, 스레드마다 연속된 출력 {per_thread}개를 레지스터에 누적",
@@ -718,6 +722,7 @@ STATED = {
         "블록은 스레드 {tc_threads}개입니다",
         "출력 {cpu_chunk}개짜리 작업 단위",
         "탭이 {cpu_serial}개 이하이면 호출한 스레드가",
+        "호출의 출력이 2^{cpu_serial_outputs_log2}개 이상이면 예외입니다",
     ],
 }
 
