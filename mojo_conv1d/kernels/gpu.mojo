@@ -105,7 +105,8 @@ def correlate_gpu[
     comptime VW = 16 // size_of[dtype]()
     var loads_ok = Int(input) % 16 == 0 and (rows == 1 or n % VW == 0)
     var stores_ok = Int(output) % 16 == 0 and (rows == 1 or NO % VW == 0)
-    var lead = (VW - shift % VW) % VW
+    var to_aligned = (VW - shift % VW) % VW  # zero taps that make the shift a whole vector
+    var lead = to_aligned
     if not loads_ok or window_kernel_for[dtype](k + lead, window_k) != window_kernel_for[dtype](k, window_k):
         lead = 0
     if k <= SMALL_K:
@@ -118,7 +119,7 @@ def correlate_gpu[
     comptime if known_k == 0 or (known_k >= 17 and known_k <= TC_MAX_K):
         if tensor_cores:
             # The tensor-core kernel aligns its own reads the same way.
-            var tc_lead = (VW - shift % VW) % VW if loads_ok else 0
+            var tc_lead = to_aligned if loads_ok else 0
             if correlate_tensor_cores[dtype](
                 ctx, stream, output, input, kernel, b, rows, n, NO, k + tc_lead, k, tc_lead, shift + tc_lead,
                 channels, flags | (LOAD_VECTORS if loads_ok else 0),
@@ -130,7 +131,7 @@ def correlate_gpu[
     comptime if known_k == 0 or known_k <= SMALL_K:
         if K <= SMALL_K:
             # The kernel for this offset of the first input within a vector.
-            var d = (VW - shift % VW) % VW
+            var d = to_aligned
             # Each row in enough blocks for about SHORT_BLOCKS in all.
             var splits = max(1, min(ceildiv(NO, SMALL_THREADS * VW), ceildiv(SHORT_BLOCKS, rows)))
             if rows * splits > Int(Int32.MAX):

@@ -19,7 +19,7 @@ from max.gpu.primitives.warp import shuffle_down
 from max.gpu.memory import AddressSpace
 from std.memory import stack_allocation
 
-from .common import THREADS, accum_type, channel_of, load_vector, split_tile
+from .common import THREADS, accum_type, load_vector, split_tile
 
 
 comptime GRAD_TILE = 1024  # positions i one block reduces per step

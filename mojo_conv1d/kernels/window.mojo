@@ -11,9 +11,9 @@ per row; gpu.mojo's correlate_gpu launches them.
 from std.math import ceildiv, isfinite
 from std.sys import size_of
 from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx
-from max.gpu.primitives.warp import shuffle_down, shuffle_idx
+from max.gpu.primitives.warp import shuffle_down
 from max.gpu.memory import AddressSpace
-from std.memory import bitcast, stack_allocation
+from std.memory import stack_allocation
 
 from .common import (
     FLIP,
