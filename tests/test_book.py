@@ -635,6 +635,9 @@ def kernel_constants() -> dict[str, int]:
     tensor_cores = (KERNELS / "tensor_cores.mojo").read_text(encoding="utf-8")
     assert '(dtype == DType.float32 or dtype == DType.bfloat16) and DeviceContext.default_device_info.version == "sm_90a"' in tensor_cores
     tc_min_f32, tc_min_bf16 = map(int, re.search(r"return (\d+) if dtype == DType.float32 else (\d+)", tensor_cores).groups())
+    # The short kernel's launch bound: blocks per multiprocessor up to SMALL_STEP taps (32-bit or narrower data).
+    short_blocks_per_sm = int(re.search(r"return (\d+) if KMAX == SMALL_STEP and size_of\[dtype\]\(\) < 8 else \d+", window).group(1))
+    assert "`nvvm.minctasm`=SIMDLength(short_blocks_per_sm[dtype, KMAX]())" in window
     assert "if k <= CPU_SERIAL_MAX_K and rows * out_n < CPU_SERIAL_MAX_OUTPUTS:" in (KERNELS / "cpu.mojo").read_text(
         encoding="utf-8"
     )
@@ -657,7 +660,9 @@ def kernel_constants() -> dict[str, int]:
         "f32_vector": 16 // 4,
         "f16_vector": 16 // 2,
         "f64_vector": 16 // 8,
-        "unroll": value("UNROLL"),
+        "short_blocks_per_sm": short_blocks_per_sm,
+        "short_registers": 65536 // (short_blocks_per_sm * value("SMALL_THREADS")),
+        "small_step": value("SMALL_STEP"),
         "short_blocks": value("SHORT_BLOCKS"),
         "long_outputs": long_other,
         "long_f64": long_f64,
@@ -684,7 +689,7 @@ STATED = {
         "A thread owns one 16-byte vector of outputs: {f32_vector} in float32, {f16_vector} in float16 and "
         "bfloat16, {f64_vector} in float64",
         "Blocks have {small_threads} threads.",
-        "issuing the loads of {unroll} tiles before any arithmetic",
+        "up to {small_step} taps a thread\nkeeps to {short_registers} registers, so that a multiprocessor holds {short_blocks_per_sm} blocks",
         "until there are about {short_blocks} of them",
         "A thread owns {long_outputs} consecutive outputs ({long_f64} in float64",
         "the window moves {long_outputs} taps per step ({long_f64} in float64). Blocks have {threads} threads.",
@@ -708,7 +713,7 @@ STATED = {
         "탭이 {window_k}개까지인 필터용",
         "float32는 {f32_vector}개, float16과 bfloat16은 {f16_vector}개, float64는 {f64_vector}개",
         "블록은 스레드 {small_threads}개입니다.",
-        "타일 {unroll}개 분량의 로드를 먼저 보냅니다",
+        "탭이 {small_step}개 이하이면 스레드가\n레지스터를 {short_registers}개만 쓰므로 멀티프로세서 하나가 블록 {short_blocks_per_sm}개를",
         "블록이 모두 {short_blocks}개 안팎이 될 때까지",
         "연속된 출력 {long_outputs}개를 맡고(float64는",
         "레지스터 두 개를 차지하므로 {long_f64}개)",

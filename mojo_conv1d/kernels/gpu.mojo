@@ -133,9 +133,10 @@ def correlate_gpu[
             # The kernel for this offset of the first input within a vector.
             var d = to_aligned
             # Each row in enough blocks for about SHORT_BLOCKS in all.
-            var splits = max(1, min(ceildiv(NO, SMALL_THREADS * VW), ceildiv(SHORT_BLOCKS, rows)))
-            if rows * splits > Int(Int32.MAX):
-                raise Error("correlate_gpu: ", rows, " rows are more than one launch takes")
+            var tiles_per_row = ceildiv(NO, SMALL_THREADS * VW)
+            var splits = max(1, min(tiles_per_row, ceildiv(SHORT_BLOCKS, rows)))
+            if rows > Int(Int32.MAX) or tiles_per_row > Int(Int32.MAX):
+                raise Error("correlate_gpu: ", rows, " rows of ", NO, " outputs are more than one launch takes")
             comptime for D in range(VW if known_k == 0 else 1):
                 if d == D:
                     # The kernel with 4 taps at most (Mamba's) needs fewer registers.
@@ -146,8 +147,9 @@ def correlate_gpu[
                                 comptime short = correlate_short_gpu_kernel[dtype, D, KMAX]
                                 stream.enqueue_function(
                                     ctx.compile_function[short](),
-                                    output, input, kernel, b, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
-                                    grid_dim=rows * splits,
+                                    output, input, kernel, b, Int64(n), Int64(NO), Int64(shift),
+                                    Int32(k), Int32(channels), Int32(tiles_per_row), Int32(flags),
+                                    grid_dim=(rows, splits),
                                     block_dim=SMALL_THREADS,
                                 )
                                 return

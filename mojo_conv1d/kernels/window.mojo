@@ -10,6 +10,8 @@ per row; gpu.mojo's correlate_gpu launches them.
 
 from std.math import ceildiv, isfinite
 from std.sys import size_of
+from max.gpu.globals import MAX_THREADS_PER_BLOCK_METADATA
+from std.utils import StaticTuple
 from max.gpu import WARP_SIZE, barrier, block_idx, grid_dim, lane_id, thread_idx
 from max.gpu.primitives.warp import shuffle_down
 from max.gpu.memory import AddressSpace
@@ -38,9 +40,15 @@ comptime SMALL_TAPS = 16  # its taps in registers: SMALL_K rounded up to a power
 comptime SMALL_STEP = 4  # taps per branch there, and its narrower bound on the taps (Mamba's K = 4)
 comptime SMALL_THREADS = 128  # threads per block there
 comptime SHORT_BLOCKS = 4096  # rows are split over blocks until there are about this many
-comptime UNROLL = 2  # tiles whose loads a thread issues before any arithmetic
 comptime WINDOW_K = 16  # at most this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
+
+
+def short_blocks_per_sm[dtype: DType, KMAX: Int]() -> Int:
+    """The short kernel's launch bound, blocks resident per multiprocessor:
+    16 (a full one, at 32 registers a thread) where that spills nothing,
+    for up to SMALL_STEP taps of 32-bit or narrower data; else 8."""
+    return 16 if KMAX == SMALL_STEP and size_of[dtype]() < 8 else 8
 
 
 def window_k_limit[dtype: DType]() -> Int:
@@ -176,6 +184,10 @@ def correlate_window_gpu_kernel[
         tile += Int(grid_dim.x)
 
 
+@__llvm_metadata(
+    MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(SMALL_THREADS)),
+    `nvvm.minctasm`=SIMDLength(short_blocks_per_sm[dtype, KMAX]()),
+)
 def correlate_short_gpu_kernel[
     dtype: DType, D: Int, KMAX: Int
 ](
@@ -183,32 +195,34 @@ def correlate_short_gpu_kernel[
     input: Pointer[Scalar[dtype], MutAnyOrigin],
     kernel: Pointer[Scalar[dtype], MutAnyOrigin],
     bias: Pointer[Scalar[dtype], MutAnyOrigin],
-    rows: Int64,
     n: Int64,
     n_out: Int64,
-    k: Int64,
-    taps: Int64,
-    lead: Int64,
     shift: Int64,
-    channels: Int64,
+    k: Int32,
+    channels: Int32,
+    tiles_per_row: Int32,
     flags: Int32,
 ):
     """The same sum for k <= SMALL_K, where it is bound by memory traffic.
 
-    The grid is rows x splits blocks (splits = grid size / rows): a block
-    takes one row's filter, bias and addresses once, then loops over its
-    share of the row's tiles of SMALL_THREADS 16-byte vectors of outputs,
-    thread t owning vector t of each (aligned stores). A thread's inputs
-    start `shift` before its outputs, in the aligned vectors around its own:
-    it loads them all (its neighbours load the same ones and the L1 cache
-    serves those; passing them by warp shuffles measured slower), UNROLL
-    tiles' worth before any arithmetic. D is where the first input sits in
-    the first of those vectors, (-shift) mod the vector width: a parameter,
-    so every window index is known at compile time. No tap is zero and no
-    product is wasted: k multiply-adds per output, in branches of
-    SMALL_STEP taps; KMAX (SMALL_STEP or SMALL_K) bounds k, and the smaller
-    one needs fewer registers. Row r uses filter r % channels (lead is 0
-    here), then `finish`.
+    The grid is rows x splits blocks: block (r, s) takes row r's filter,
+    bias and addresses once, then tiles s, s + splits, ... of the row's
+    tiles_per_row tiles of SMALL_THREADS 16-byte vectors of outputs, thread
+    t owning vector t of each (aligned stores). The grid's shape gives each
+    block its row and tiles without a division, and offsets within a tile
+    are 32-bit, so a block's setup is short: that matters where it has one
+    tile (rows of SMALL_THREADS vectors or fewer). The launch bound keeps a
+    thread to 32 registers where that spills nothing, so that a
+    multiprocessor holds 16 blocks and enough loads are in flight.
+    A thread's inputs start `shift` before its outputs, in the aligned
+    vectors around its own: it loads them all (its neighbours load the same
+    ones and the L1 cache serves those; passing them by warp shuffles
+    measured slower). D is where the first input sits in the first of those
+    vectors, (-shift) mod the vector width: a parameter, so every window
+    index is known at compile time. No tap is zero and no product is
+    wasted: k multiply-adds per output, in branches of SMALL_STEP taps;
+    KMAX (SMALL_STEP or SMALL_K) bounds k, and the smaller one needs fewer
+    registers. Row r uses filter r % channels, then `finish`.
     """
     comptime acc = accum_type[dtype]
     comptime VW = 16 // size_of[dtype]()
@@ -216,68 +230,57 @@ def correlate_short_gpu_kernel[
     comptime WIN = 16 if size_of[dtype]() == 8 else 32  # >= D + R + KMAX - 1, a power of two
     comptime LOADS = ceildiv(D + R + KMAX - 1, VW)
     comptime SPAN = SMALL_THREADS * R
-    var tid = Int(thread_idx.x)
+    var tid = Int32(thread_idx.x)
     var N = Int(n)
     var NO = Int(n_out)
     var K = Int(k)
-    var f = Int(flags)
-    var load_io = f & LOAD_VECTORS != 0
-    var store_io = f & STORE_VECTORS != 0
-    var flip = f & FLIP != 0
-    var has_bias = f & HAS_BIAS != 0
-    var silu = f & SILU != 0
+    var load_io = flags & LOAD_VECTORS != 0
+    var store_io = flags & STORE_VECTORS != 0
+    var flip = flags & FLIP != 0
+    var has_bias = flags & HAS_BIAS != 0
+    var silu = flags & SILU != 0
     var back = Int(shift) + D  # the first load starts this far before the outputs
     var needed = D + R + K - 1  # window values used
-    var blocks = Int(grid_dim.x)
-    var splits = blocks // Int(rows)
-    var row_part = split_tile(Int(block_idx.x), splits, blocks)
-    var tiles_per_row = ceildiv(NO, SPAN)
-    var per_block = ceildiv(tiles_per_row, splits)
-    var first = row_part[1] * per_block
-    var last = min(tiles_per_row, first + per_block)
-    var x_row = input.unsafe_offset(row_part[0] * N)
-    var out_row = output.unsafe_offset(row_part[0] * NO)
-    var channel = channel_of(row_part[0], Int(channels))
+    var row = Int(block_idx.x)
+    var x_row = input.unsafe_offset(row * N)
+    var out_row = output.unsafe_offset(row * NO)
+    var channel = 0 if channels == 1 else Int(UInt32(block_idx.x) % UInt32(channels))
     var w_row = kernel.unsafe_offset(channel * K)
     var w = SIMD[acc, SMALL_TAPS](0)
     comptime for j in range(KMAX):
         if j < K:
             w[j] = tap_value(w_row, j, K, 0, flip)
     var row_bias = bias.unsafe_load(channel).cast[acc]() if has_bias else Scalar[acc](0)
-    var tile = first
-    while tile < last:
-        # UNROLL tiles at a time: all their loads go out before any arithmetic.
-        var raw = SIMD[dtype, UNROLL * WIN](0)
-        comptime for u in range(UNROLL):
-            var o = (tile + u) * SPAN + tid * R  # this thread's first output
-            var base = (tile + u) * SPAN - back  # the block's first load
-            if tile + u < last:
-                if load_io and base >= 0 and base + SPAN + LOADS * VW <= N:
-                    # The block's loads all lie inside the row (most tiles): no checks.
-                    comptime for v in range(LOADS):
-                        if v * VW < needed:
-                            raw = raw.insert[offset = u * WIN + v * VW](
-                                x_row.unsafe_load[width=VW, alignment=16](o - back + v * VW)
-                            )
-                else:
-                    comptime for v in range(LOADS):
-                        if v * VW < needed:
-                            raw = raw.insert[offset = u * WIN + v * VW](load_raw[dtype, VW](x_row, o - back + v * VW, N, load_io))
-        comptime for u in range(UNROLL):
-            if tile + u < last:
-                var o = (tile + u) * SPAN + tid * R
-                var sums = SIMD[acc, R](0)
-                comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
-                    if s * SMALL_STEP < K:
-                        comptime for jj in range(SMALL_STEP):
-                            comptime j = s * SMALL_STEP + jj
-                            comptime if j < KMAX:
-                                if j < K:
-                                    comptime for r in range(R):
-                                        sums[r] += raw[u * WIN + D + r + j].cast[acc]() * w[j]
-                var values = finish[acc, R](sums, SIMD[acc, R](row_bias), has_bias, silu).cast[dtype]()
-                if store_io and (tile + u + 1) * SPAN <= NO:
-                    out_row.unsafe_store[alignment=16](o, values)
-                else:
-                    store_vector(out_row, o, NO, store_io, values)
-        tile += UNROLL
+    var o = tid * Int32(R)  # this thread's first output (and first load) in a tile
+    var tile = Int32(block_idx.y)
+    while tile < tiles_per_row:
+        var first = Int(tile) * SPAN  # the block's first output
+        var base = first - back  # and its first load
+        var x_at = x_row.unsafe_offset(base)
+        var mine = base + Int(o)
+        var raw = SIMD[dtype, WIN](0)
+        if load_io and ((base >= 0 and base + SPAN + LOADS * VW <= N) or (mine >= 0 and mine + LOADS * VW <= N)):
+            # The block's loads all lie inside the row (most tiles), or at
+            # least this thread's do: no checks.
+            comptime for v in range(LOADS):
+                if v * VW < needed:
+                    raw = raw.insert[offset = v * VW](x_at.unsafe_load[width=VW, alignment=16](o + Int32(v * VW)))
+        else:
+            comptime for v in range(LOADS):
+                if v * VW < needed:
+                    raw = raw.insert[offset = v * VW](load_raw[dtype, VW](x_row, mine + v * VW, N, load_io))
+        var sums = SIMD[acc, R](0)
+        comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
+            if s * SMALL_STEP < K:
+                comptime for jj in range(SMALL_STEP):
+                    comptime j = s * SMALL_STEP + jj
+                    comptime if j < KMAX:
+                        if j < K:
+                            comptime for r in range(R):
+                                sums[r] += raw[D + r + j].cast[acc]() * w[j]
+        var values = finish[acc, R](sums, SIMD[acc, R](row_bias), has_bias, silu).cast[dtype]()
+        if store_io and first + SPAN <= NO:
+            out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
+        else:
+            store_vector(out_row, first + Int(o), NO, store_io, values)
+        tile += Int32(grid_dim.y)
