@@ -15,16 +15,16 @@ from conftest import REPO
 HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels.mojo"
 # Metal has no float64: this one instantiates the same kernels without it.
 APPLE_HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels_apple.mojo"
-# (module, kernel): (instantiations per dtype, parameters). The depthwise
-# filters' gradient has two (up to 8 taps per pass, and 16). The short kernel
-# is counted apart: it has one per input offset in a 16-byte vector and bound
+# (module, kernel): (instantiations per dtype, parameters). The short kernels
+# (the forward's and the depthwise filters' gradient's, up to 12 taps) are
+# counted apart: each has one per input offset in a 16-byte vector and bound
 # on the taps (4 or 12), so 2 * (16 // element size) per dtype.
 KERNELS = {
     ("tiled", "correlate_gpu_kernel"): (1, 13),
     ("window", "correlate_window_gpu_kernel"): (1, 13),
     ("grad_kernel", "grad_kernel_partials_kernel"): (1, 7),
     ("grad_kernel", "grad_kernel_reduce_kernel"): (1, 4),
-    ("grad_kernel", "grad_kernel_rows_kernel"): (2, 12),
+    ("grad_kernel", "grad_kernel_rows_kernel"): (1, 12),
     ("grad_kernel", "grad_kernel_channels_kernel"): (1, 6),
 }
 # A kernel's symbol is `kernels_<module>_<kernel>` cut to this many characters,
@@ -89,8 +89,11 @@ def test_kernels_compile_for(target, suffix, harness, dtypes, tmp_path):
     assert suffix != ".ll" or all('target triple = "air64-apple' in (tmp_path / name).read_text() for name in files)
     short = [name for name in files if "kernels_window_correlate_short" in name]
     assert len(short) == SHORT[dtypes] and all(parameters(tmp_path / name) == 11 for name in short), files
+    grad_prefix = "kernels_grad_kernel_grad_kernel_short_kernel"[:SYMBOL_PREFIX]
+    grad_short = [name for name in files if grad_prefix in name and parameters(tmp_path / name) == 9]
+    assert len(grad_short) == SHORT[dtypes], files
     # Nothing else: every file is one of the kernels above.
-    assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * dtypes + len(tensor_core) + len(short), files
+    assert len(files) == sum(shapes for shapes, _ in KERNELS.values()) * dtypes + len(tensor_core) + 2 * len(short), files
 
 
 def test_known_taps_compile_only_their_kernels(tmp_path):
@@ -121,8 +124,9 @@ def test_gpu_extension_builds_for(target):
     """gpu_ops.mojo, the module the CUDA (or ROCm) path loads, built the way
     _gpu.py builds it on a GPU machine; it loads here too, where only making
     a context would fail. Its library holds every kernel for the target: on
-    sm_90 the 72 of the window (short kernel included), tiled and
-    grad_kernel families and the 7 on the tensor cores, as PTX."""
+    sm_90 the 112 of the window, tiled and grad_kernel families (44 short
+    kernels in each of window and grad_kernel) and the 7 on the tensor
+    cores, as PTX."""
     from mojo_conv1d import _gpu, build
 
     library = build.extension_module(_gpu.SOURCE, target_accelerator=target)
@@ -130,7 +134,7 @@ def test_gpu_extension_builds_for(target):
     families = {family: data.count(f"kernels_{family}_".encode()) for family in ("window", "tiled", "grad_kernel", "tensor_cores")}
     if target == "sm_90":
         entries = re.findall(rb"\.visible \.entry kernels_([a-z]+(?:_cores)?)_", data)
-        assert len(entries) == 79, entries
+        assert len(entries) == 119, entries
         assert entries.count(b"tensor_cores") == 7, entries
     else:
         assert families["tensor_cores"] == 0 and all(families[f] for f in ("window", "tiled", "grad_kernel")), families

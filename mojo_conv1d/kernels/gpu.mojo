@@ -29,6 +29,7 @@ from .grad_kernel import (
     grad_kernel_partials_kernel,
     grad_kernel_reduce_kernel,
     grad_kernel_rows_kernel,
+    grad_kernel_short_kernel,
     row_load_width,
 )
 from .tensor_cores import TC_MAX_K, correlate_tensor_cores
@@ -281,21 +282,36 @@ def grad_kernel_channels_gpu[
         Int64(rows), Int64(n), Int64(n_out), Int64(k + lead), Int64(k), Int64(lead), Int64(shift + lead),
         Int64(splits), Int32(flags),
     )
-    var grid = min(rows * splits, MAX_BLOCKS)
-    if k + lead <= 8:
-        comptime narrow = grad_kernel_rows_kernel[dtype, 8]
-        stream.enqueue_function(
-            ctx.compile_function[narrow](),
-            partials, grad_output, input, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
-            grid_dim=grid,
-            block_dim=ROW_THREADS,
+    if k <= SMALL_K:
+        # The short kernel's reads: 16-byte vectors, the input's offset in
+        # one (d) a kernel parameter.
+        comptime VW = 16 // size_of[dtype]()
+        var tiles_per_row = ceildiv(n_out, SMALL_THREADS * VW)
+        var vectors = (X_VECTORS if Int(input) % 16 == 0 and (rows == 1 or n % VW == 0) else 0) | (
+            G_VECTORS if Int(grad_output) % 16 == 0 and (rows == 1 or n_out % VW == 0) else 0
         )
+        if rows > Int(Int32.MAX) or tiles_per_row > Int(Int32.MAX):
+            raise Error("grad_kernel_channels_gpu: ", rows, " rows of ", n_out, " positions are more than one launch takes")
+        var d = (VW - shift % VW) % VW
+        comptime for D in range(VW):
+            if d == D:
+                comptime for KM in range(2):
+                    comptime KMAX = SMALL_STEP if KM == 0 else SMALL_K
+                    if (k <= SMALL_STEP) == (KM == 0):
+                        comptime short = grad_kernel_short_kernel[dtype, D, KMAX]
+                        stream.enqueue_function(
+                            ctx.compile_function[short](),
+                            partials, grad_output, input, Int64(n), Int64(n_out), Int64(shift),
+                            Int32(k), Int32(tiles_per_row), Int32(vectors),
+                            grid_dim=(rows, splits),
+                            block_dim=SMALL_THREADS,
+                        )
     else:
         comptime wide = grad_kernel_rows_kernel[dtype, 16]
         stream.enqueue_function(
             ctx.compile_function[wide](),
             partials, grad_output, input, args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8],
-            grid_dim=grid,
+            grid_dim=min(rows * splits, MAX_BLOCKS),
             block_dim=ROW_THREADS,
         )
     comptime second = grad_kernel_channels_kernel[dtype]

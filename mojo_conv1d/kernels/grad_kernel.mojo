@@ -6,10 +6,11 @@ One filter shared by every row (the conv1d op): grad_kernel_partials_kernel
 sums each tap over groups of tiles, a thread per tap, and
 grad_kernel_reduce_kernel adds each tap's partials; gpu.mojo's
 grad_kernel_gpu launches both. One filter per channel (the depthwise op, few
-taps, many rows): grad_kernel_rows_kernel sums every tap over a span of one
-row, a thread per run of positions, and grad_kernel_channels_kernel adds the
-partials of each channel's rows; gpu.mojo's grad_kernel_channels_gpu
-launches both.
+taps, many rows): grad_kernel_short_kernel (up to SMALL_K taps, reading as
+window.mojo's short kernel does) or grad_kernel_rows_kernel (more taps) sums
+every tap over a span of one row, a thread per run of positions, and
+grad_kernel_channels_kernel adds the partials of each channel's rows;
+gpu.mojo's grad_kernel_channels_gpu launches them.
 """
 
 from std.math import ceildiv
@@ -19,7 +20,8 @@ from max.gpu.primitives.warp import shuffle_down
 from max.gpu.memory import AddressSpace
 from std.memory import stack_allocation
 
-from .common import THREADS, accum_type, load_vector, split_tile
+from .common import THREADS, accum_type, load_raw, load_vector, split_tile
+from .window import SMALL_STEP, SMALL_TAPS, SMALL_THREADS
 
 
 comptime GRAD_TILE = 1024  # positions i one block reduces per step
@@ -241,3 +243,117 @@ def grad_kernel_channels_kernel[
         for s in range(SPLITS):
             sum += partials.unsafe_load(at + s * KT)
     grad_kernel.unsafe_store(index, sum.cast[dtype]())
+
+
+@always_inline
+def add_products[
+    dtype: DType, D: Int, KMAX: Int, CHECK: Bool, T: Int, R: Int, W: Int
+](
+    mut sums: SIMD[accum_type[dtype], T], g: SIMD[dtype, R], raw: SIMD[dtype, W], k: Int, valid: Int
+):
+    """sums[j] += g[e] * raw[D + e + j] for j < k, over e < R (e < valid when
+    CHECK), in branches of SMALL_STEP taps as the short kernel."""
+    comptime acc = accum_type[dtype]
+    comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
+        if s * SMALL_STEP < k:
+            comptime for jj in range(SMALL_STEP):
+                comptime j = s * SMALL_STEP + jj
+                comptime if j < KMAX:
+                    if j < k:
+                        comptime for e in range(R):
+                            comptime if CHECK:
+                                if e < valid:
+                                    sums[j] += g[e].cast[acc]() * raw[D + e + j].cast[acc]()
+                            else:
+                                sums[j] += g[e].cast[acc]() * raw[D + e + j].cast[acc]()
+
+
+def grad_kernel_short_kernel[
+    dtype: DType, D: Int, KMAX: Int
+](
+    partials: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin],
+    grad_output: Pointer[Scalar[dtype], MutAnyOrigin],
+    input: Pointer[Scalar[dtype], MutAnyOrigin],
+    n: Int64,
+    n_out: Int64,
+    shift: Int64,
+    k: Int32,
+    tiles_per_row: Int32,
+    flags: Int32,
+):
+    """grad_kernel_rows_kernel's partial sums for k <= SMALL_K, laid out the
+    same (partials[(r * splits + s) * k + j] for block (r, s)), the way
+    window.mojo's short kernel reads its inputs: the grid is rows x splits,
+    block (r, s) takes tiles s, s + splits, ... of row r's tiles of
+    SMALL_THREADS 16-byte vectors of positions i < n_out. Thread t loads
+    vector t of grad_output and the aligned input vectors around it (D is
+    where input i - shift sits in the first, a parameter), and adds k
+    products per position to k sums in registers; then the block adds its
+    threads' sums, within warps by shuffles, then across warps."""
+    comptime acc = accum_type[dtype]
+    comptime VW = 16 // size_of[dtype]()
+    comptime R = VW  # positions per thread and tile: one vector
+    comptime WIN = 16 if size_of[dtype]() == 8 else 32  # >= LOADS * VW, a power of two
+    comptime LOADS = ceildiv(D + R + KMAX - 1, VW)
+    comptime SPAN = SMALL_THREADS * R
+    comptime WARPS = SMALL_THREADS // WARP_SIZE
+    var warp_sums = stack_allocation[WARPS * KMAX, Scalar[acc], address_space = AddressSpace.SHARED]()
+    var tid = Int32(thread_idx.x)
+    var N = Int(n)
+    var NO = Int(n_out)
+    var K = Int(k)
+    var x_io = flags & X_VECTORS != 0
+    var g_io = flags & G_VECTORS != 0
+    var back = Int(shift) + D  # the first input load starts this far before the positions
+    var needed = D + R + K - 1  # window values used
+    var row = Int(block_idx.x)
+    var x_row = input.unsafe_offset(row * N)
+    var g_row = grad_output.unsafe_offset(row * NO)
+    var splits = Int32(grid_dim.y)
+    var sums = SIMD[acc, SMALL_TAPS](0)  # KMAX of them used
+    var tile = Int32(block_idx.y)
+    while tile < tiles_per_row:
+        var first = Int(tile) * SPAN  # the block's first position
+        var base = first - back  # its first input load
+        var o = tid * Int32(R)
+        var raw = SIMD[dtype, WIN](0)
+        var g: SIMD[dtype, R]
+        var mine = base + Int(o)
+        if x_io and g_io and (
+            (base >= 0 and base + SPAN + LOADS * VW <= N and first + SPAN <= NO)
+            or (mine >= 0 and mine + LOADS * VW <= N and first + Int(o) + R <= NO)
+        ):
+            # The block's loads all lie inside the rows (most tiles), or at
+            # least this thread's do: no checks.
+            g = g_row.unsafe_offset(first).unsafe_load[width=R, alignment=16](o)
+            var x_at = x_row.unsafe_offset(base)
+            comptime for v in range(LOADS):
+                if v * VW < needed:
+                    raw = raw.insert[offset = v * VW](x_at.unsafe_load[width=VW, alignment=16](o + Int32(v * VW)))
+        else:
+            g = load_raw[dtype, R](g_row, first + Int(o), NO, g_io)
+            comptime for v in range(LOADS):
+                if v * VW < needed:
+                    raw = raw.insert[offset = v * VW](load_raw[dtype, VW](x_row, base + Int(o) + v * VW, N, x_io))
+            # Positions past n_out add nothing, even where their input is not finite.
+            add_products[dtype, D, KMAX, True, SMALL_TAPS](sums, g, raw, K, NO - (first + Int(o)))
+            tile += splits
+            continue
+        add_products[dtype, D, KMAX, False, SMALL_TAPS](sums, g, raw, K, R)
+        tile += splits
+    # The block's sum of each tap: within warps, then across them.
+    comptime for j in range(KMAX):
+        if j < K:
+            var v = sums[j]
+            var offset = WARP_SIZE // 2
+            while offset > 0:
+                v += shuffle_down(v, UInt32(offset))
+                offset //= 2
+            if Int(lane_id()) == 0:
+                warp_sums.unsafe_store(Int(tid) // WARP_SIZE * KMAX + j, v)
+    barrier()
+    if Int(tid) < K:
+        var total = Scalar[acc](0)
+        comptime for w in range(WARPS):
+            total += warp_sums.unsafe_load(w * KMAX + Int(tid))
+        partials.unsafe_store((row * Int(splits) + Int(block_idx.y)) * K + Int(tid), total)
