@@ -53,7 +53,6 @@ from .common import (
     LOAD_VECTORS,
     SILU,
     STORE_VECTORS,
-    channel_of,
     exact_sum,
     finish,
     split_tile,
@@ -174,6 +173,7 @@ def correlate_tensor_core_kernel[
         P * TC_STEPS * CORES * CORE, Scalar[MMA], alignment=128, address_space = AddressSpace.SHARED
     ]()
     var xs = stack_allocation[2 * TC_BUFFER, Scalar[dtype], alignment=128, address_space = AddressSpace.SHARED]()
+    var ws = stack_allocation[TC_SPAN_K, Float32, alignment=16, address_space = AddressSpace.SHARED]()  # B's filter
     var tid = Int(thread_idx.x)
     var N = Int(n)
     var NO = Int(n_out)
@@ -188,6 +188,17 @@ def correlate_tensor_core_kernel[
     var silu = f & SILU != 0
     var tiles_per_row = ceildiv(NO, TC_TILE)
     var total_tiles = Int(rows) * tiles_per_row
+    var channel_tiles = Int(rows) // C * tiles_per_row  # tiles of one channel's rows
+
+    @always_inline
+    @__parameter
+    def place(tile: Int) -> Tuple[Int, Int, Int]:
+        """(row, tile within the row, channel) of a tile, the tiles taken
+        channel by channel (the rows b * channels + c of channel c together),
+        so that a run of consecutive tiles changes filter seldom."""
+        var c_rest = split_tile(tile, channel_tiles, total_tiles)
+        var b_col = split_tile(c_rest[1], tiles_per_row, channel_tiles)
+        return (b_col[0] * C + c_rest[0], b_col[1], c_rest[0])
 
     @always_inline
     @__parameter
@@ -196,7 +207,12 @@ def correlate_tensor_core_kernel[
         matrices (nb, kb), rows c in [8 nb, 8 nb + 8), columns t in
         [16 s + 8 kb, + 8), each row's 8 values of t contiguous. Two values
         of t per thread and pass."""
+        # The filter's taps first, one load per thread, so that building B
+        # waits on memory once rather than once per pass.
         var w_row = kernel.unsafe_offset(channel * KT)
+        if tid < TC_SPAN_K:
+            ws.unsafe_store(tid, rebind[Float32](tap_value(w_row, tid, KT, LEAD, flipped)))
+        barrier()
         var e = tid
         while e < steps * TC_ROW * 8:
             var s = e // (TC_ROW * 8)
@@ -206,7 +222,7 @@ def correlate_tensor_core_kernel[
             comptime for h in range(2):
                 var j = 16 * s + tl + h - c
                 if j >= 0 and j < K:
-                    pair[h] = rebind[Float32](tap_value(w_row, j, KT, LEAD, flipped))
+                    pair[h] = ws.unsafe_load(j)
             var at = ((s * CORES + (c // 8) * 2 + tl // 8) * CORE) + (c % 8) * 8 + tl % 8
             comptime if P == 1:
                 bs.unsafe_store[alignment=4](at, pair.cast[MMA]())
@@ -224,7 +240,7 @@ def correlate_tensor_core_kernel[
         """Starts copying the tile's inputs into the buffer, one commit group
         (empty past the last tile, so that there is one group per tile)."""
         if tile < total_tiles:
-            var row_col = split_tile(tile, tiles_per_row, total_tiles)
+            var row_col = place(tile)
             var x_row = input.unsafe_offset(row_col[0] * N)
             var start = row_col[1] * TC_TILE - S
             var src_tile = x_row.unsafe_offset(start)
@@ -260,7 +276,7 @@ def correlate_tensor_core_kernel[
     var r0 = 16 * (tid // 32) + lane // 4
     var r1 = r0 + 8
     # Each block takes a run of consecutive tiles, so that with a filter per
-    # row it restages B only when its run enters a new row.
+    # row it restages B only when its run enters a new channel.
     var per_block = ceildiv(total_tiles, Int(grid_dim.x))
     var tile = Int(block_idx.x) * per_block
     var end = min(total_tiles, tile + per_block)
@@ -270,8 +286,8 @@ def correlate_tensor_core_kernel[
     while tile < end:
         barrier()  # every thread is done with the other buffer, and with B
         copy_span(tile + 1 if tile + 1 < end else total_tiles, 1 - buffer)
-        var row_col = split_tile(tile, tiles_per_row, total_tiles)
-        var channel = channel_of(row_col[0], C)
+        var row_col = place(tile)
+        var channel = row_col[2]
         if channel != staged:
             stage_b(channel)
             staged = channel
