@@ -24,7 +24,7 @@ import torch
 from torch.autograd import forward_ad
 
 from . import _cpu, _gpu
-from .ops import _SUPPORTED, _contiguous, check_tensor
+from .ops import _BODIES, _SUPPORTED, _contiguous, _direct, check_tensor
 
 PADDINGS = ("causal", "same", "valid")
 ACTIVATIONS = (None, "silu")
@@ -79,6 +79,7 @@ def _register_kernels(device: str, backend) -> None:
 
     for body in (depthwise_correlate, depthwise_grad_weight):
         torch.library.impl(f"mojo_conv1d::{body.__name__}", device, lib=_lib)(body)
+        _BODIES[body.__name__, device] = body
 
 
 _register_kernels("cpu", _cpu)
@@ -232,15 +233,9 @@ def depthwise_conv1d(
         t is not None and forward_ad.unpack_dual(t).tangent is not None for t in (x, weight, bias)
     ):
         raise NotImplementedError("depthwise_conv1d: forward-mode AD (dual tensors) is not supported; use backward()")
-    if (
-        (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
-        or torch.compiler.is_compiling()
-        or torch._C._are_functorch_transforms_active()
-    ):
-        return _correlate(x, weight, bias, shift, False, n_out, silu)
-    # Nothing to differentiate: skip the Python autograd kernel, as conv1d does.
-    with torch._C._AutoDispatchBelowAutograd():
-        return _correlate(x, weight, bias, shift, False, n_out, silu)
+    if _direct(x, weight, bias):
+        return _BODIES["depthwise_correlate", x.device.type](x, weight, bias, shift, False, n_out, silu)
+    return _correlate(x, weight, bias, shift, False, n_out, silu)
 
 
 class DepthwiseConv1d(torch.nn.Module):

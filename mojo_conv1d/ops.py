@@ -15,6 +15,8 @@ i.e. a cross-correlation with zero padding on the right; out has input's shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.autograd import forward_ad
 
@@ -67,6 +69,30 @@ def _contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.is_contiguous() else t.contiguous()
 
 
+# The ops' bodies, by (op name, device type), as registered with impl below.
+_BODIES: dict[tuple[str, str], Callable] = {}
+
+
+def _direct(*tensors: torch.Tensor | None) -> bool:
+    """Whether a call may run its op's body itself. Through the dispatcher,
+    a call's Python kernel (registered with impl) costs about 12 µs more on
+    top of the body (docs/call_cost.md); the dispatcher only passes the call
+    on when the tensors are plain (or Parameters), nothing needs a gradient
+    and nothing watches: no torch.compile, functorch transform, tracer,
+    profiler, dispatch mode or function mode. Anything else goes through
+    the op."""
+    return (
+        not torch.compiler.is_compiling()  # first: Dynamo cannot trace the checks below
+        and all(t is None or type(t) is torch.Tensor or type(t) is torch.nn.Parameter for t in tensors)
+        and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+        and not torch._C._len_torch_dispatch_stack()
+        and not torch._C._len_torch_function_stack()
+        and not torch._C._are_functorch_transforms_active()
+        and not torch._C._get_tracing_state()
+        and not torch._C._autograd._profiler_enabled()
+    )
+
+
 # The three ops, defined with torch.library.define and given their kernels
 # per device with impl: measured cheaper per call than torch.library.custom_op
 # (docs/call_cost.md), and opcheck passes the same.
@@ -102,6 +128,7 @@ def _register_kernels(device: str, backend) -> None:
 
     for body in (conv1d, conv1d_grad_input, conv1d_grad_kernel):
         torch.library.impl(f"mojo_conv1d::{body.__name__}", device, lib=_lib)(body)
+        _BODIES[body.__name__, device] = body
 
 
 _register_kernels("cpu", _cpu)
@@ -187,15 +214,6 @@ def conv1d(input: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     if forward_ad._current_level >= 0 and any(forward_ad.unpack_dual(t).tangent is not None for t in (input, kernel)):
         # The autograd formula is reverse-mode only; torch would drop the tangent silently.
         raise NotImplementedError("conv1d: forward-mode AD (dual tensors) is not supported; use backward()")
-    if (
-        (torch.is_grad_enabled() and (input.requires_grad or kernel.requires_grad))
-        or torch.compiler.is_compiling()
-        or torch._C._are_functorch_transforms_active()
-    ):
-        return _conv1d(input, kernel)
-    # Nothing to differentiate: the op's autograd kernel (Python, from
-    # register_autograd) would only pass the call on, at a cost of a few
-    # microseconds, so the call goes to the kernels below it. Every other
-    # dispatcher layer (fake tensors, modes, subclasses) still applies.
-    with torch._C._AutoDispatchBelowAutograd():
-        return _conv1d(input, kernel)
+    if _direct(input, kernel):
+        return _BODIES["conv1d", input.device.type](input, kernel)
+    return _conv1d(input, kernel)

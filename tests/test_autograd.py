@@ -272,12 +272,14 @@ def test_training_example_converges(capsys):
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap's loop over the op: expected
 @pytest.mark.parametrize("device", DEVICES)
-def test_calls_without_gradients_skip_autograd_but_not_the_dispatcher(device):
-    """With nothing to differentiate, conv1d goes below the op's autograd
-    kernel (docs/call_cost.md); the result is the same, it records no graph,
-    and the dispatcher's other layers still see the op (here a dispatch mode,
-    as torch's profilers and FakeTensor use) and vmap still works."""
+def test_calls_without_gradients_skip_the_dispatcher_unless_watched(device, monkeypatch):
+    """With nothing to differentiate and nothing watching, conv1d runs the
+    op's body itself (docs/call_cost.md); the result is the same and it
+    records no graph. A dispatch mode (as FakeTensor uses), the profiler, a
+    tensor subclass and vmap still see the op, and get the same values."""
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mojo_conv1d import ops
 
     x = random((3, 500), device, seed=21, requires_grad=True)
     w = random(7, device, seed=22, requires_grad=True)
@@ -287,7 +289,13 @@ def test_calls_without_gradients_skip_autograd_but_not_the_dispatcher(device):
         plain = conv1d(x, w)
     assert plain.grad_fn is None and not plain.requires_grad
     assert torch.equal(plain, with_graph.detach())
-    assert conv1d(x.detach(), w.detach()).grad_fn is None
+
+    direct = []
+    body = ops._BODIES["conv1d", torch.device(device).type]
+    monkeypatch.setitem(ops._BODIES, ("conv1d", torch.device(device).type), lambda *a: direct.append(1) or body(*a))
+    assert torch.equal(conv1d(x.detach(), w.detach()), plain) and direct == [1]
+    assert torch.equal(conv1d(torch.nn.Parameter(x.detach(), requires_grad=False), w.detach()), plain)
+    assert direct == [1, 1]  # a Parameter that needs no gradient is plain too
 
     class Seen(TorchDispatchMode):
         def __init__(self):
@@ -299,10 +307,19 @@ def test_calls_without_gradients_skip_autograd_but_not_the_dispatcher(device):
             return func(*args, **(kwargs or {}))
 
     with Seen() as seen:
-        conv1d(x.detach(), w.detach())
+        assert torch.equal(conv1d(x.detach(), w.detach()), plain)
     assert "mojo_conv1d.conv1d.default" in seen.ops
+    with torch.profiler.profile() as profile:
+        assert torch.equal(conv1d(x.detach(), w.detach()), plain)
+    assert any(event.name == "mojo_conv1d::conv1d" for event in profile.events())
+
+    class Tagged(torch.Tensor):
+        pass
+
+    assert torch.equal(conv1d(x.detach().as_subclass(Tagged), w.detach()), plain)
     batched = torch.func.vmap(lambda row: conv1d(row, w.detach()))(x.detach())
     torch.testing.assert_close(batched, plain)
+    assert direct == [1, 1]  # none of these ran the body directly
 
 
 def test_forward_mode_ad_raises_instead_of_dropping_the_tangent():

@@ -139,6 +139,45 @@ def test_compile_fullgraph(device):
     torch.testing.assert_close(compiled(x), model(x))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_inference_calls_skip_the_dispatcher_unless_watched(device, monkeypatch):
+    """A module called with nothing to differentiate runs the op's body
+    itself (its weight and bias are Parameters); under a dispatch mode or
+    the profiler the call goes through the op; all give the same output."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mojo_conv1d import ops
+
+    model = DepthwiseConv1d(4, 3, activation="silu", device=device, dtype=torch.float64)
+    x = random((2, 4, 50), device, torch.float64, seed=20)
+    expected = torch_reference(x, model.weight.detach(), model.bias.detach(), "causal", "silu")
+    direct = []
+    key = ("depthwise_correlate", torch.device(device).type)
+    body = ops._BODIES[key]
+    monkeypatch.setitem(ops._BODIES, key, lambda *a: direct.append(1) or body(*a))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+    assert direct == [1]
+    assert model(x).grad_fn is not None and direct == [1]  # the weight needs a gradient: through the op
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), Seen() as seen:
+        torch.testing.assert_close(model(x), expected)
+    assert "mojo_conv1d.depthwise_correlate.default" in seen.ops
+    with torch.no_grad(), torch.profiler.profile() as profile:
+        torch.testing.assert_close(model(x), expected)
+    assert any(event.name == "mojo_conv1d::depthwise_correlate" for event in profile.events())
+    assert direct == [1]
+
+
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("device", DEVICES)
