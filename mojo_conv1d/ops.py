@@ -174,8 +174,8 @@ def _conv1d_backward(ctx, grad):
         dx = _conv1d_grad_input(grad, w) if ctx.needs_input_grad[0] else None
         dw = _conv1d_grad_kernel(grad, x, w.shape[0]) if ctx.needs_input_grad[1] else None
         return dx, dw
-    # A backward pass that records no graph (no create_graph): as in conv1d
-    # below, the ops' autograd kernels would only pass the calls on.
+    # A backward pass that records no graph (no create_graph): the ops'
+    # autograd kernels would only pass the calls on, so they go below them.
     with torch._C._AutoDispatchBelowAutograd():
         dx = _conv1d_grad_input(grad, w) if ctx.needs_input_grad[0] else None
         dw = _conv1d_grad_kernel(grad, x, w.shape[0]) if ctx.needs_input_grad[1] else None
