@@ -96,6 +96,7 @@ def padded(i: Int) -> Int:
 
 
 comptime TC_BUFFER = padded(TC_SPAN) + 8  # one buffer of staged inputs
+comptime TC_Y_ROW = TC_ROW + 8  # a row of D staged for the stores: 8 unused slots keep a warp's writes on different banks
 
 
 @always_inline
@@ -323,31 +324,59 @@ def correlate_tensor_core_kernel[
         var base = row_col[1] * TC_TILE
         # Accumulator 4 j + 2 h + l is D[r0 + 8 h, 8 j + 2 q + l].
         var o_thread = o_row.unsafe_offset(base + TC_ROW * r0 + 2 * q)
-        var all_finite = isfinite(d.reduce_add())
         var row_bias = Float32(0)
         if has_bias:
             row_bias = bias.unsafe_load(channel).cast[DType.float32]()
         var values = finish[DType.float32, TC_ROW // 2](d, SIMD[DType.float32, TC_ROW // 2](row_bias), has_bias, silu).cast[dtype]()
+        var all_finite = isfinite(d.reduce_add())
+
+        @always_inline
+        @__parameter
+        def exact(i: Int) -> Scalar[dtype]:
+            """Output i of the row over the filter's own taps (for the rare
+            output that came out infinite or NaN)."""
+            var x_row = input.unsafe_offset(row_col[0] * N)
+            var w_row = kernel.unsafe_offset(channel * KT)
+            var total = rebind[Float32](exact_sum(x_row, N, w_row, i, KT, LEAD, S, flipped))
+            return finish[DType.float32, 1](total, row_bias, has_bias, silu).cast[dtype]()
+
         if base + TC_TILE <= NO:
+            # A whole tile: through shared memory (this tile's input buffer,
+            # which the MMAs are done with), so that the stores to memory are
+            # 16-byte vectors; a thread's own outputs are pairs 32 apart.
+            var ys = xs.unsafe_offset(x_at)
+            barrier()  # every thread's fragments of this buffer are read
             comptime for j in range(TC_ROW // 8):
                 comptime for h in range(2):
-                    o_thread.unsafe_store[alignment = 2 * size_of[dtype]()](
-                        TC_ROW * 8 * h + 8 * j, values.slice[2, offset = 4 * j + 2 * h]()
+                    ys.unsafe_store[alignment = 2 * size_of[dtype]()](
+                        TC_Y_ROW * (r0 + 8 * h) + 8 * j + 2 * q, values.slice[2, offset = 4 * j + 2 * h]()
                     )
+            if not all_finite:
+                # Rare: redo this thread's non-finite outputs where it staged them.
+                for a in range(TC_ROW // 2):
+                    var at = TC_Y_ROW * (r0 + 8 * ((a // 2) % 2)) + 8 * (a // 4) + 2 * q + a % 2
+                    if not isfinite(ys.unsafe_load(at)):
+                        ys.unsafe_store(at, exact(base + TC_ROW * r0 + 2 * q + TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2))
+            barrier()
+            comptime ROW_VECTORS = TC_ROW // VW
+            comptime for c in range(64 * ROW_VECTORS // TC_THREADS):
+                var v = tid + c * TC_THREADS
+                var row = v // ROW_VECTORS
+                var col = (v % ROW_VECTORS) * VW
+                o_row.unsafe_store[alignment=16](
+                    base + TC_ROW * row + col, ys.unsafe_load[width=VW, alignment=16](TC_Y_ROW * row + col)
+                )
         else:
             comptime for a in range(TC_ROW // 2):
                 comptime at = TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
                 if base + TC_ROW * r0 + 2 * q + at < NO:
                     o_thread.unsafe_store(at, values[a])
-        if not all_finite:
-            # Rare: read this thread's outputs back and redo the non-finite ones.
-            var x_row = input.unsafe_offset(row_col[0] * N)
-            var w_row = kernel.unsafe_offset(channel * KT)
-            for a in range(TC_ROW // 2):
-                var i = base + TC_ROW * r0 + 2 * q + TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
-                if i < NO and not isfinite(o_row.unsafe_load(i)):
-                    var exact = rebind[Float32](exact_sum(x_row, N, w_row, i, KT, LEAD, S, flipped))
-                    o_row.unsafe_store(i, finish[DType.float32, 1](exact, row_bias, has_bias, silu).cast[dtype]())
+            if not all_finite:
+                # Rare: read this thread's outputs back and redo the non-finite ones.
+                for a in range(TC_ROW // 2):
+                    var i = base + TC_ROW * r0 + 2 * q + TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
+                    if i < NO and not isfinite(o_row.unsafe_load(i)):
+                        o_row.unsafe_store(i, exact(i))
         tile += 1
         buffer = 1 - buffer
 
