@@ -74,13 +74,13 @@ _BODIES: dict[tuple[str, str], Callable] = {}
 
 
 def _direct(*tensors: torch.Tensor | None) -> bool:
-    """Whether a call may run its op's body itself. Through the dispatcher,
-    a call's Python kernel (registered with impl) costs about 12 µs more on
-    top of the body (docs/call_cost.md); the dispatcher only passes the call
-    on when the tensors are plain (or Parameters), nothing needs a gradient
-    and nothing watches: no torch.compile, functorch transform, tracer,
-    profiler, dispatch mode or function mode. Anything else goes through
-    the op."""
+    """Whether a call may run its op's body itself. Going through the
+    dispatcher to the body registered with impl costs a call a few
+    microseconds (docs/call_cost.md), and the dispatcher only passes the
+    call on when the tensors are plain (or Parameters), nothing needs a
+    gradient and nothing watches: no torch.compile, functorch transform,
+    tracer, profiler, dispatch mode or function mode. Anything else goes
+    through the op."""
     return (
         not torch.compiler.is_compiling()  # first: Dynamo cannot trace the checks below
         and all(t is None or type(t) is torch.Tensor or type(t) is torch.nn.Parameter for t in tensors)
