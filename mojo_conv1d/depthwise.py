@@ -63,7 +63,7 @@ def _register_kernels(device: str, backend) -> None:
         bias = None if bias is None else _contiguous(bias)
         if not x.is_contiguous():
             if _channels_last(x):
-                out = x.new_empty(x.shape[0], n_out, x.shape[1]).transpose(1, 2)
+                out = _new_output(x, n_out)
                 backend.correlate_channels_last(out, x, weight, shift, flip, bias=bias, silu=silu)
                 return out
             x = x.contiguous()

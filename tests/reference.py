@@ -1,9 +1,11 @@
 """References for the op (float64 NumPy, padded torch conv1d), a tolerance
-derived from them, and the tests' random inputs."""
+derived from them, the tests' random inputs, and a dispatch mode that
+records the ops a call reaches."""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # Unit roundoff of the type the sums accumulate in, and of the stored result.
 _ACCUM_EPS = {torch.float64: 2.0**-53}
@@ -48,3 +50,16 @@ def torch_conv1d(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """The same sum with PyTorch's own conv1d (a cross-correlation): pad right by K - 1."""
     rows = x.reshape(-1, 1, x.shape[-1])
     return F.conv1d(F.pad(rows, (0, w.shape[0] - 1)), w.view(1, 1, -1)).reshape(x.shape)
+
+
+class SeenOps(TorchDispatchMode):
+    """Inside `with SeenOps() as seen:`, seen.ops lists the ops (as
+    "namespace.name.overload") that reached the dispatcher."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 from conftest import DEVICES, REPO, needs_cuda
-from reference import assert_close, random, torch_conv1d
+from reference import SeenOps, assert_close, random, torch_conv1d
 
 from mojo_conv1d import SUPPORTED_DTYPES, _cpu, _gpu, build, conv1d, ops
 
@@ -277,8 +277,6 @@ def test_calls_without_gradients_skip_the_dispatcher_unless_watched(device, monk
     op's body itself (docs/call_cost.md); the result is the same and it
     records no graph. A dispatch mode (as FakeTensor uses), the profiler, a
     tensor subclass and vmap still see the op, and get the same values."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from mojo_conv1d import ops
 
     x = random((3, 500), device, seed=21, requires_grad=True)
@@ -297,16 +295,7 @@ def test_calls_without_gradients_skip_the_dispatcher_unless_watched(device, monk
     assert torch.equal(conv1d(torch.nn.Parameter(x.detach(), requires_grad=False), w.detach()), plain)
     assert direct == [1, 1]  # a Parameter that needs no gradient is plain too
 
-    class Seen(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    with Seen() as seen:
+    with SeenOps() as seen:
         assert torch.equal(conv1d(x.detach(), w.detach()), plain)
     assert "mojo_conv1d.conv1d.default" in seen.ops
     with torch.profiler.profile() as profile:

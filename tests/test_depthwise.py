@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICES, REPO, needs_cuda
-from reference import random
+from reference import SeenOps, random
 
 from mojo_conv1d import DepthwiseConv1d, depthwise_conv1d
 
@@ -144,8 +144,6 @@ def test_inference_calls_skip_the_dispatcher_unless_watched(device, monkeypatch)
     """A module called with nothing to differentiate runs the op's body
     itself (its weight and bias are Parameters); under a dispatch mode or
     the profiler the call goes through the op; all give the same output."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from mojo_conv1d import ops
 
     model = DepthwiseConv1d(4, 3, activation="silu", device=device, dtype=torch.float64)
@@ -160,16 +158,7 @@ def test_inference_calls_skip_the_dispatcher_unless_watched(device, monkeypatch)
     assert direct == [1]
     assert model(x).grad_fn is not None and direct == [1]  # the weight needs a gradient: through the op
 
-    class Seen(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    with torch.no_grad(), Seen() as seen:
+    with torch.no_grad(), SeenOps() as seen:
         torch.testing.assert_close(model(x), expected)
     assert "mojo_conv1d.depthwise_correlate.default" in seen.ops
     with torch.no_grad(), torch.profiler.profile() as profile:
