@@ -377,17 +377,19 @@ def print_group(group: list[dict]) -> None:
         print(line)
 
 
-def write_outputs(rows: list[dict], overhead: list[dict], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    device = rows[0]["device"]
-    with open(out / f"bench_{device}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """rows (dicts with the same keys) as a CSV file, its folder made if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with open(out / f"overhead_{device}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["device", "what", "us"])
-        writer.writeheader()
-        writer.writerows(overhead)
+
+
+def write_outputs(rows: list[dict], overhead: list[dict], out: Path) -> None:
+    device = rows[0]["device"]
+    write_csv(out / f"bench_{device}.csv", rows)
+    write_csv(out / f"overhead_{device}.csv", overhead)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -434,12 +436,7 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
     if args.call_cost_only:
-        overhead = bench_overhead(args.device)
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / f"overhead_{args.device}.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["device", "what", "us"])
-            writer.writeheader()
-            writer.writerows(overhead)
+        write_csv(args.out / f"overhead_{args.device}.csv", bench_overhead(args.device))
         print(f"wrote {args.out}/overhead_{args.device}.csv")
         return 0
     rows = bench_gpu(args) if args.device == "cuda" else bench_cpu(args)

@@ -38,7 +38,6 @@ Writes a table to stdout and a CSV under --out (default benchmarks/out).
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench_conv1d import write_csv
 from mojo_conv1d import _cpu, conv1d, depthwise_conv1d
 
 SHAPES = [((4, 256, 16384), 4), ((4, 256, 16384), 64), ((1, 1024, 2048), 4), ((8, 64, 4096), 4)]
@@ -226,11 +226,7 @@ def main(argv=None) -> int:
     if args.device == "cuda":
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, cuDNN {torch.backends.cudnn.version()}")
         rows = bench_cuda(args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / "depthwise_cuda.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.out / "depthwise_cuda.csv", rows)
         plot_cuda(rows, args.out / "depthwise_cuda.png")
         print(f"wrote {args.out}/depthwise_cuda.csv and .png")
         return 0
@@ -278,11 +274,7 @@ def main(argv=None) -> int:
             rows.append(dict(device="cpu", dtype="float32", b=b, c=c, length=length, k=k, method=name,
                              ms=ms, times_copy=ms / copy_ms))
             print(f"({b}, {c}, {length}) K={k:<3} {name:13} {ms:9.2f} ms  {ms / copy_ms:6.2f}x copy")
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "depthwise_cpu.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out / "depthwise_cpu.csv", rows)
     print(f"wrote {args.out}/depthwise_cpu.csv")
     return 0
 
