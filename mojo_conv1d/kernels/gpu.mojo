@@ -50,7 +50,7 @@ from .window import (
 
 def window_kernel_for[dtype: DType](k: Int, window_k: Int) -> Int:
     """Which kernel correlate_gpu launches for k taps (tensor cores aside):
-    0 the window kernel's short shape, 1 its long shape, 2 the tiled kernel."""
+    0 the short kernel, 1 the window kernel, 2 the tiled kernel."""
     if k <= SMALL_K:
         return 0
     if k <= min(window_k if window_k >= 0 else window_k_limit[dtype](), WINDOW_K):
@@ -80,8 +80,8 @@ def correlate_gpu[
     tensor_cores: Bool = True,
 ) raises:
     """Launches the tensor-core kernel where it applies (Hopper, see
-    tensor_cores.mojo); else the window kernel for k <= window_k (one
-    vector of outputs per group up to SMALL_K); else correlate_gpu_kernel
+    tensor_cores.mojo); else the short kernel for k <= SMALL_K, the window
+    kernel for k <= window_k, and correlate_gpu_kernel beyond,
     with blocks_per_sm blocks per multiprocessor (or one per tile when there
     are fewer tiles). window_k is window_k_limit[dtype]() unless given;
     tuning sets it (at most WINDOW_K), and tensor_cores, to compare the kernels.
