@@ -88,7 +88,7 @@ def test_kernels_compile_for(target, suffix, harness, dtypes, tmp_path):
     # Apple's files are Metal's AIR, not some host's IR.
     assert suffix != ".ll" or all('target triple = "air64-apple' in (tmp_path / name).read_text() for name in files)
     short = [name for name in files if "kernels_window_correlate_short" in name]
-    assert len(short) == SHORT[dtypes] and all(parameters(tmp_path / name) == 11 for name in short), files
+    assert len(short) == SHORT[dtypes] and all(parameters(tmp_path / name) == 12 for name in short), files
     grad_prefix = "kernels_grad_kernel_grad_kernel_short_kernel"[:SYMBOL_PREFIX]
     grad_short = [name for name in files if grad_prefix in name and parameters(tmp_path / name) == 9]
     assert len(grad_short) == SHORT[dtypes], files

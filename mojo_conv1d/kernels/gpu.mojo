@@ -35,6 +35,8 @@ from .grad_kernel import (
 from .tensor_cores import TC_MAX_K, correlate_tensor_cores
 from .tiled import BLOCKS_PER_SM, TILE, correlate_gpu_kernel
 from .window import (
+    GRID_Y,
+    GROUP_BLOCKS,
     MAX_BLOCKS,
     SHORT_BLOCKS,
     SMALL_K,
@@ -138,6 +140,16 @@ def correlate_gpu[
             var splits = max(1, min(tiles_per_row, ceildiv(SHORT_BLOCKS, rows)))
             if rows > Int(Int32.MAX) or tiles_per_row > Int(Int32.MAX):
                 raise Error("correlate_gpu: ", rows, " rows of ", NO, " outputs are more than one launch takes")
+            # The grid's x is the filter (every row where they share one),
+            # its y the batch: blocks take batches y, y + grid y, ... A row
+            # of one tile is as much setup as work, so there a block takes
+            # several batches, as many as leave about GROUP_BLOCKS blocks.
+            var across = channels if channels > 1 else rows
+            var batches = rows // across
+            var group = max(1, min(batches, rows // GROUP_BLOCKS)) if tiles_per_row == 1 else 1
+            var batch_blocks = min(GRID_Y, ceildiv(batches, group))
+            var first_tap = kernel.unsafe_offset(k - 1 if flip else 0)
+            var w_stride = Int32(k if channels > 1 else 0)
             comptime for D in range(VW if known_k == 0 else 1):
                 if d == D:
                     # The kernel with 4 taps at most (Mamba's) needs fewer registers.
@@ -148,9 +160,9 @@ def correlate_gpu[
                                 comptime short = correlate_short_gpu_kernel[dtype, D, KMAX]
                                 stream.enqueue_function(
                                     ctx.compile_function[short](),
-                                    output, input, kernel, b, Int64(n), Int64(NO), Int64(shift),
-                                    Int32(k), Int32(channels), Int32(tiles_per_row), Int32(flags),
-                                    grid_dim=(rows, splits),
+                                    output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
+                                    Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(flags),
+                                    grid_dim=(across, batch_blocks, splits),
                                     block_dim=SMALL_THREADS,
                                 )
                                 return

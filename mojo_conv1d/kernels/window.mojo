@@ -42,6 +42,8 @@ comptime SMALL_THREADS = 128  # threads per block there
 comptime SHORT_BLOCKS = 4096  # rows are split over blocks until there are about this many
 comptime WINDOW_K = 16  # at most this many taps: window_outputs() outputs per thread; beyond, the tiled kernel
 comptime MAX_BLOCKS = 1 << 20  # beyond this many blocks, blocks loop over tiles
+comptime GRID_Y = 65535  # the most blocks a grid's y (and z) takes
+comptime GROUP_BLOCKS = 8192  # rows of one tile: blocks taking several batches until there are about this many
 
 
 def short_blocks_per_sm[dtype: DType, KMAX: Int]() -> Int:
@@ -193,27 +195,31 @@ def correlate_short_gpu_kernel[
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
-    kernel: Pointer[Scalar[dtype], MutAnyOrigin],
+    taps: Pointer[Scalar[dtype], MutAnyOrigin],
     bias: Pointer[Scalar[dtype], MutAnyOrigin],
     n: Int64,
     n_out: Int64,
     shift: Int64,
     k: Int32,
-    channels: Int32,
+    w_stride: Int32,
+    batches: Int32,
     tiles_per_row: Int32,
     flags: Int32,
 ):
     """The same sum for k <= SMALL_K, where it is bound by memory traffic.
 
-    The grid is rows x splits blocks: block (r, s) takes row r's filter,
-    bias and addresses once, then tiles s, s + splits, ... of the row's
-    tiles_per_row tiles of SMALL_THREADS 16-byte vectors of outputs, thread
-    t owning vector t of each (aligned stores). The grid's shape gives each
-    block its row and tiles without a division, and offsets within a tile
-    are 32-bit, so a block's setup is short: that matters where it has one
-    tile (rows of SMALL_THREADS vectors or fewer). The launch bound keeps a
-    thread to 32 registers where that spills nothing, so that a
-    multiprocessor holds 16 blocks and enough loads are in flight.
+    The grid is (filters, batches, splits) blocks: block (c, b, s) takes
+    row b * grid_dim.x + c, filter c (at taps + c * w_stride, the first tap
+    it reads; w_stride is 0 where every row shares one filter, and then
+    grid_dim.x counts rows), its bias and addresses once, then tiles s,
+    s + splits, ... of the row's tiles_per_row tiles of SMALL_THREADS
+    16-byte vectors of outputs, thread t owning vector t of each (aligned
+    stores). The grid's shape gives each block its row, filter and tiles
+    without a division, and offsets within a tile are 32-bit, so a block's
+    setup is short: where a block has one tile (rows of SMALL_THREADS
+    vectors or fewer) the setup is as much work as the tile. The launch
+    bound keeps a thread to 32 registers where that spills nothing, so that
+    a multiprocessor holds 16 blocks and enough loads are in flight.
     A thread's inputs start `shift` before its outputs, in the aligned
     vectors around its own: it loads them all (its neighbours load the same
     ones and the L1 cache serves those; passing them by warp shuffles
@@ -222,7 +228,9 @@ def correlate_short_gpu_kernel[
     index is known at compile time. No tap is zero and no product is
     wasted: k multiply-adds per output, in branches of SMALL_STEP taps;
     KMAX (SMALL_STEP or SMALL_K) bounds k, and the smaller one needs fewer
-    registers. Row r uses filter r % channels, then `finish`.
+    registers; with exactly SMALL_STEP taps no product is predicated. The sums
+    start at the channel's bias (zero without one), then `finish` applies
+    SiLU.
     """
     comptime acc = accum_type[dtype]
     comptime VW = 16 // size_of[dtype]()
@@ -241,46 +249,55 @@ def correlate_short_gpu_kernel[
     var silu = flags & SILU != 0
     var back = Int(shift) + D  # the first load starts this far before the outputs
     var needed = D + R + K - 1  # window values used
-    var row = Int(block_idx.x)
-    var x_row = input.unsafe_offset(row * N)
-    var out_row = output.unsafe_offset(row * NO)
-    var channel = 0 if channels == 1 else Int(UInt32(block_idx.x) % UInt32(channels))
-    var w_row = kernel.unsafe_offset(channel * K)
+    var channel = Int(block_idx.x)
+    var w_row = taps.unsafe_offset(channel * Int(w_stride))
+    var step = Int32(-1) if flip else Int32(1)  # taps points at the last tap when flipped
     var w = SIMD[acc, SMALL_TAPS](0)
     comptime for j in range(KMAX):
         if j < K:
-            w[j] = tap_value(w_row, j, K, 0, flip)
-    var row_bias = bias.unsafe_load(channel).cast[acc]() if has_bias else Scalar[acc](0)
+            w[j] = w_row.unsafe_load(Int(Int32(j) * step)).cast[acc]()
+    var start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]() if has_bias else Scalar[acc](0)
     var o = tid * Int32(R)  # this thread's first output (and first load) in a tile
-    var tile = Int32(block_idx.y)
-    while tile < tiles_per_row:
-        var first = Int(tile) * SPAN  # the block's first output
-        var base = first - back  # and its first load
-        var x_at = x_row.unsafe_offset(base)
-        var mine = base + Int(o)
-        var raw = SIMD[dtype, WIN](0)
-        if load_io and ((base >= 0 and base + SPAN + LOADS * VW <= N) or (mine >= 0 and mine + LOADS * VW <= N)):
-            # The block's loads all lie inside the row (most tiles), or at
-            # least this thread's do: no checks.
-            comptime for v in range(LOADS):
-                if v * VW < needed:
-                    raw = raw.insert[offset = v * VW](x_at.unsafe_load[width=VW, alignment=16](o + Int32(v * VW)))
-        else:
-            comptime for v in range(LOADS):
-                if v * VW < needed:
-                    raw = raw.insert[offset = v * VW](load_raw[dtype, VW](x_row, mine + v * VW, N, load_io))
-        var sums = SIMD[acc, R](0)
-        comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
-            if s * SMALL_STEP < K:
-                comptime for jj in range(SMALL_STEP):
-                    comptime j = s * SMALL_STEP + jj
-                    comptime if j < KMAX:
-                        if j < K:
-                            comptime for r in range(R):
-                                sums[r] += raw[D + r + j].cast[acc]() * w[j]
-        var values = finish[acc, R](sums, SIMD[acc, R](row_bias), has_bias, silu).cast[dtype]()
-        if store_io and first + SPAN <= NO:
-            out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
-        else:
-            store_vector(out_row, first + Int(o), NO, store_io, values)
-        tile += Int32(grid_dim.y)
+    var batch = Int32(block_idx.y)
+    while batch < batches:
+        var row = Int(batch) * Int(grid_dim.x) + channel
+        var x_row = input.unsafe_offset(row * N)
+        var out_row = output.unsafe_offset(row * NO)
+        var tile = Int32(block_idx.z)
+        while tile < tiles_per_row:
+            var first = Int(tile) * SPAN  # the block's first output
+            var base = first - back  # and its first load
+            var x_at = x_row.unsafe_offset(base)
+            var mine = base + Int(o)
+            var raw = SIMD[dtype, WIN](0)
+            if load_io and ((base >= 0 and base + SPAN + LOADS * VW <= N) or (mine >= 0 and mine + LOADS * VW <= N)):
+                # The block's loads all lie inside the row (most tiles), or at
+                # least this thread's do: no checks.
+                comptime for v in range(LOADS):
+                    if v * VW < needed:
+                        raw = raw.insert[offset = v * VW](x_at.unsafe_load[width=VW, alignment=16](o + Int32(v * VW)))
+            else:
+                comptime for v in range(LOADS):
+                    if v * VW < needed:
+                        raw = raw.insert[offset = v * VW](load_raw[dtype, VW](x_row, mine + v * VW, N, load_io))
+            var sums = SIMD[acc, R](start)
+            if KMAX == SMALL_STEP and K == KMAX:
+                comptime for j in range(KMAX):
+                    comptime for r in range(R):
+                        sums[r] += raw[D + r + j].cast[acc]() * w[j]
+            else:
+                comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
+                    if s * SMALL_STEP < K:
+                        comptime for jj in range(SMALL_STEP):
+                            comptime j = s * SMALL_STEP + jj
+                            comptime if j < KMAX:
+                                if j < K:
+                                    comptime for r in range(R):
+                                        sums[r] += raw[D + r + j].cast[acc]() * w[j]
+            var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
+            if store_io and first + SPAN <= NO:
+                out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
+            else:
+                store_vector(out_row, first + Int(o), NO, store_io, values)
+            tile += Int32(grid_dim.z)
+        batch += Int32(grid_dim.y)
