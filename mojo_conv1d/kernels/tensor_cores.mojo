@@ -340,10 +340,12 @@ def correlate_tensor_core_kernel[
             var total = rebind[Float32](exact_sum(x_row, N, w_row, i, KT, LEAD, S, flipped))
             return finish[DType.float32, 1](total, row_bias, has_bias, silu).cast[dtype]()
 
-        if base + TC_TILE <= NO:
-            # A whole tile: through shared memory (this tile's input buffer,
-            # which the MMAs are done with), so that the stores to memory are
-            # 16-byte vectors; a thread's own outputs are pairs 32 apart.
+        if base + TC_TILE <= NO and C == 1:
+            # A whole tile of the one filter: through shared memory (this
+            # tile's input buffer, which the MMAs are done with), so that the
+            # stores to memory are 16-byte vectors; a thread's own outputs
+            # are pairs 32 apart. With a filter per channel the two barriers
+            # a tile measured slower than the pairs' half sectors.
             var ys = xs.unsafe_offset(x_at)
             barrier()  # every thread's fragments of this buffer are read
             comptime for j in range(TC_ROW // 8):
@@ -367,10 +369,17 @@ def correlate_tensor_core_kernel[
                     base + TC_ROW * row + col, ys.unsafe_load[width=VW, alignment=16](TC_Y_ROW * row + col)
                 )
         else:
-            comptime for a in range(TC_ROW // 2):
-                comptime at = TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
-                if base + TC_ROW * r0 + 2 * q + at < NO:
-                    o_thread.unsafe_store(at, values[a])
+            if base + TC_TILE <= NO:
+                comptime for j in range(TC_ROW // 8):
+                    comptime for h in range(2):
+                        o_thread.unsafe_store[alignment = 2 * size_of[dtype]()](
+                            TC_ROW * 8 * h + 8 * j, values.slice[2, offset = 4 * j + 2 * h]()
+                        )
+            else:
+                comptime for a in range(TC_ROW // 2):
+                    comptime at = TC_ROW * 8 * ((a // 2) % 2) + 8 * (a // 4) + a % 2
+                    if base + TC_ROW * r0 + 2 * q + at < NO:
+                        o_thread.unsafe_store(at, values[a])
             if not all_finite:
                 # Rare: read this thread's outputs back and redo the non-finite ones.
                 for a in range(TC_ROW // 2):
