@@ -644,6 +644,8 @@ def kernel_constants() -> dict[str, int]:
     # The puzzle's op passes its compile-time conv_size on, so only its kernels are built.
     assert "correlate[target, dtype, known_k=conv_size](" in (KERNELS / "conv1d.mojo").read_text(encoding="utf-8")
     assert "comptime if known_k == 0 or known_k <= SMALL_K:" in gpu
+    # Blocks take several batches only where a row is one tile.
+    assert "min(batches, rows // GROUP_BLOCKS)) if tiles_per_row == 1 else 1" in gpu
 
     per_thread = value("OUTPUTS_PER_THREAD")
     return {
@@ -664,6 +666,7 @@ def kernel_constants() -> dict[str, int]:
         "short_registers": 65536 // (short_blocks_per_sm * value("SMALL_THREADS")),
         "small_step": value("SMALL_STEP"),
         "short_blocks": value("SHORT_BLOCKS"),
+        "group_blocks": value("GROUP_BLOCKS"),
         "long_outputs": long_other,
         "long_f64": long_f64,
         "tc_min_k": tc_min_f32,
@@ -691,6 +694,7 @@ STATED = {
         "Blocks have {small_threads} threads.",
         "up to {small_step} taps a thread\nkeeps to {short_registers} registers, so that a multiprocessor holds {short_blocks_per_sm} blocks",
         "until there are about {short_blocks} of them",
+        "as many as leave about {group_blocks} blocks",
         "A thread owns {long_outputs} consecutive outputs ({long_f64} in float64",
         "the window moves {long_outputs} taps per step ({long_f64} in float64). Blocks have {threads} threads.",
         "from {small_k_plus_1} taps on the tiled kernel",
@@ -715,6 +719,7 @@ STATED = {
         "블록은 스레드 {small_threads}개입니다.",
         "탭이 {small_step}개 이하이면 스레드가\n레지스터를 {short_registers}개만 쓰므로 멀티프로세서 하나가 블록 {short_blocks_per_sm}개를",
         "블록이 모두 {short_blocks}개 안팎이 될 때까지",
+        "블록이 모두 {group_blocks}개\n안팎으로 남을 만큼만",
         "연속된 출력 {long_outputs}개를 맡고(float64는",
         "레지스터 두 개를 차지하므로 {long_f64}개)",
         "창은 한 단계에 탭 {long_outputs}개씩 움직입니다(float64는 {long_f64}개). 블록은 스레드 {threads}개입니다.",
