@@ -9,6 +9,8 @@ process:
                   where it is installed
   cudnn_frontend  cudnn.ops.causal_conv1d from nvidia-cudnn-frontend, where
                   it is installed and the cuDNN it finds is 9.22 or newer
+  max_state_space MAX's own kernel, causal_conv1d_varlen_fwd of
+                  max.nn.state_space, as a one-node graph (forward, K <= 4)
   cudnn           F.conv1d(x, w, padding=K - 1, groups=C), cut to L
   copy            a device copy of the input's bytes (the roofline)
 kernel_us is the device time of the kernels a call launches (profiler),
@@ -77,6 +79,85 @@ BACKWARD_SHAPE = ((8, 2048, 4096), 4, torch.bfloat16)
 SINGLE_FILTER_N = 2**26
 
 
+class MaxStateSpace:
+    """MAX's own causal depthwise conv1d (`causal_conv1d_varlen_fwd` of
+    max.nn.state_space, a Mojo kernel that ships with MAX), as a one-node
+    graph with symbolic sizes: one compiled graph per dtype and activation.
+    Its kernel takes a batch's sequences one after another along the time
+    axis, (C, B * L), so a call here passes a copy of x in that layout, made
+    at the first call with that x: the time is its kernel's on the same
+    values. Every sequence starts from zeros (no stored state), which is
+    causal padding."""
+
+    def __init__(self, device=None):
+        from max.driver import Accelerator
+        from max.dtype import DType
+        from max.engine import InferenceSession
+
+        self.device = device if device is not None else Accelerator()
+        self.session = InferenceSession(devices=[self.device])
+        self.dtypes = {torch.float32: DType.float32, torch.float16: DType.float16, torch.bfloat16: DType.bfloat16}
+        self.models = {}
+        self.calls = {}
+
+    def model(self, dtype, silu: bool):
+        if (dtype, silu) not in self.models:
+            from max.dtype import DType
+            from max.graph import BufferType, DeviceRef, Graph, TensorType
+            from max.nn.state_space import causal_conv1d_varlen_fwd
+
+            ref, dt = DeviceRef.from_device(self.device), self.dtypes[dtype]
+            types = [
+                TensorType(dt, ["dim", "seqlen"], ref),
+                TensorType(dt, ["dim", "width"], ref),
+                TensorType(dt, ["biases"], ref),  # empty for none
+                BufferType(dt, ["batch", "dim", "state"], ref),
+                TensorType(DType.int32, ["starts"], ref),
+                TensorType(DType.uint32, ["batch"], ref),
+                TensorType(DType.bool, ["batch"], ref),
+            ]
+            with Graph("max_causal_conv1d", input_types=types) as graph:
+                x, w, b, state, starts, slots, from_state = graph.inputs
+                graph.output(causal_conv1d_varlen_fwd(
+                    x.tensor, w.tensor, b.tensor, state.buffer, starts.tensor, slots.tensor, from_state.tensor,
+                    activation="silu" if silu else "none",
+                ))
+            self.models[(dtype, silu)] = self.session.load(graph)
+        return self.models[(dtype, silu)]
+
+    def __call__(self, x, w, b=None, silu=False):
+        import numpy as np
+        from max.driver import Buffer
+
+        batch, channels, length = x.shape
+        key = (x.data_ptr(), x.shape, w.data_ptr(), 0 if b is None else b.data_ptr(), silu)
+        if key not in self.calls:
+            rows = x.detach().transpose(0, 1).reshape(channels, batch * length).contiguous()
+            bias = torch.empty(0, dtype=x.dtype, device=x.device) if b is None else b.detach()
+
+            def small(array):
+                return Buffer.from_numpy(array).to(self.device)
+
+            inputs = [
+                Buffer.from_dlpack(rows), Buffer.from_dlpack(w.detach().contiguous()), Buffer.from_dlpack(bias),
+                Buffer.from_dlpack(torch.zeros(batch, channels, w.shape[-1] - 1, dtype=x.dtype, device=x.device)),
+                small(np.arange(0, batch * length + 1, length, dtype=np.int32)),
+                small(np.arange(batch, dtype=np.uint32)),
+                small(np.zeros(batch, dtype=np.bool_)),
+            ]
+            # The tensors the buffers view stay referenced here.
+            self.calls[key] = (self.model(x.dtype, silu), inputs, (x, w, b, rows, bias))
+        model, inputs, _ = self.calls[key]
+        out = torch.from_dlpack(model.execute(*inputs)[0])
+        return out.view(channels, batch, length).transpose(0, 1)
+
+
+FORWARD_ONLY = {"max_state_space"}
+# The widths a peer is run at: causal-conv1d takes 2 to 4; MAX's kernel is
+# the short convolution of its state-space layers (width 4 in its models).
+PEER_MAX_K = {"causal_conv1d": 4, "max_state_space": 4}
+
+
 def gpu_peers() -> dict:
     """The peers installed here: name -> fn(x, w, bias, silu), or a reason."""
     peers = {}
@@ -100,7 +181,31 @@ def gpu_peers() -> dict:
             )
     except ImportError as error:
         print(f"cudnn_frontend: not available ({error})")
+    try:
+        peers["max_state_space"] = MaxStateSpace()
+    except Exception as error:  # an older MAX, or no GPU MAX can use
+        print(f"max_state_space: not available ({error})")
     return peers
+
+
+def checked(methods: dict, check) -> dict:
+    """The methods whose result passes `check`; a peer that fails to run
+    here (a width or dtype it does not take) is named and left out."""
+    kept = {}
+    for name, fn in methods.items():
+        if name == "copy":
+            kept[name] = fn
+            continue
+        try:
+            result = fn()
+        except Exception as error:
+            if name in ("mojo", "cudnn"):
+                raise
+            print(f"{name}: left out here ({type(error).__name__}: {str(error).splitlines()[0][:120]})")
+            continue
+        check(name, result)
+        kept[name] = fn
+    return kept
 
 
 def check_gpu(name: str, got: torch.Tensor, x: torch.Tensor, w: torch.Tensor, b=None, silu=False) -> None:
@@ -137,13 +242,11 @@ def bench_cuda(args) -> list[dict]:
         src, dst = torch.empty_like(x), torch.empty_like(x)
         methods = {"mojo": lambda: depthwise_conv1d(x, w)}
         for name, peer in peers.items():
-            if name != "causal_conv1d" or k <= 4:
+            if k <= PEER_MAX_K.get(name, k):
                 methods[name] = lambda peer=peer: peer(x, w)
         methods["cudnn"] = lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=shape[1])[..., : shape[2]]
         methods["copy"] = lambda: dst.copy_(src)
-        for name, fn in methods.items():
-            if name != "copy":
-                check_gpu(name, fn(), x, w)
+        methods = checked(methods, lambda name, got: check_gpu(name, got, x, w))
         record(shape, k, dtype, "forward", methods, calls=20)
         if shape == CUDA_SHAPES[1][0] and k == 4:
             bias = torch.randn(shape[1], device="cuda").to(dtype)
@@ -151,8 +254,7 @@ def bench_cuda(args) -> list[dict]:
             for name, peer in peers.items():
                 silu[name] = lambda peer=peer: peer(x, w, bias, True)
             silu["cudnn"] = lambda: F.silu(F.conv1d(x, w[:, None], bias, padding=k - 1, groups=shape[1])[..., : shape[2]])
-            for name, fn in silu.items():
-                check_gpu(name, fn(), x, w, bias, True)
+            silu = checked(silu, lambda name, got: check_gpu(name, got, x, w, bias, True))
             record(shape, k, dtype, "silu", silu, calls=20)
 
     shape, k, dtype = BACKWARD_SHAPE
@@ -161,7 +263,8 @@ def bench_cuda(args) -> list[dict]:
     g = torch.randn(shape, device="cuda").to(dtype)
     forwards = {"mojo": lambda: depthwise_conv1d(x, w)}
     for name, peer in peers.items():
-        forwards[name] = lambda peer=peer: peer(x, w)
+        if name not in FORWARD_ONLY:
+            forwards[name] = lambda peer=peer: peer(x, w)
     forwards["cudnn"] = lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=shape[1])[..., : shape[2]]
     outputs = {name: fn() for name, fn in forwards.items()}
     reference = torch.autograd.grad(outputs["cudnn"], (x, w), g, retain_graph=True)
