@@ -75,6 +75,40 @@ def edge_span[
     _ = padded^
 
 
+@always_inline
+def window_sums[
+    dtype: DType, W: Int, V: Int
+](src: Pointer[Scalar[dtype], MutAnyOrigin], taps: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin], k: Int) -> SIMD[
+    accum_type[dtype], V * W
+]:
+    """sum over j < k of src[j : j + V W] * taps[j], the interior's block of
+    V vectors of W outputs. The taps go W at a time: V + 1 vectors of inputs
+    hold every window those W taps read, and each window is cut from two
+    neighbouring vectors in registers (a shuffle) rather than loaded again,
+    so a multiply-add costs no load (an unaligned load of a whole window,
+    most of them across two cache lines, is what bounds the plain loop).
+    The last k mod W taps read their windows from memory. Reads
+    src[0 : V W + k]: one input past the last window, not used."""
+    comptime acc = accum_type[dtype]
+    var sums = SIMD[acc, V * W](0)
+    var whole = k // W * W
+    var g = 0
+    while g < whole:
+        var line = SIMD[acc, 2 * V * W](0)  # V + 1 vectors used; a SIMD's width is a power of two
+        comptime for u in range(V + 1):
+            line = line.insert[offset = u * W](src.unsafe_load[width=W](g + u * W).cast[acc]())
+        comptime for jj in range(W):
+            var tap = SIMD[acc, W](taps.unsafe_load(g + jj))
+            comptime for v in range(V):
+                var pair = line.slice[W, offset = v * W]().join(line.slice[W, offset = (v + 1) * W]())
+                var window = pair.rotate_left[jj]().slice[W]()
+                sums = sums.insert[offset = v * W](sums.slice[W, offset = v * W]() + window * tap)
+        g += W
+    for j in range(whole, k):
+        sums += src.unsafe_load[width = V * W](j).cast[acc]() * taps.unsafe_load(j)
+    return sums
+
+
 def correlate_cpu[
     dtype: DType
 ](
@@ -131,16 +165,21 @@ def correlate_cpu[
             var out = output.unsafe_offset(row * out_n)
             var taps = all_taps.unsafe_offset((row % channels) * k)
             var row_bias = biases.unsafe_load(row % channels)
-            # Whole window inside the row: i - shift >= 0 and i - shift + k <= n.
+            # Whole window inside the row: i - shift >= 0 and i - shift + k <= n
+            # (k + 1 for window_sums, whose last load reaches one input further).
+            var reach = k + 1 if k >= W else k
             var lo = min(max(i0, shift), i1)
-            var hi = max(min(i1, n - k + 1 + shift), lo)
+            var hi = max(min(i1, n - reach + 1 + shift), lo)
             var mid = lo + (hi - lo) // BLOCK * BLOCK  # the interior, in whole blocks
             var i = lo
             while i < mid:
-                var sum = SIMD[acc, BLOCK](0)
                 var src = x.unsafe_offset(i - shift)
-                for j in range(k):
-                    sum += src.unsafe_load[width=BLOCK](j).cast[acc]() * taps.unsafe_load(j)
+                var sum = SIMD[acc, BLOCK](0)
+                if k >= W:
+                    sum = rebind[SIMD[acc, BLOCK]](window_sums[dtype, W, 4](src, rebind[Pointer[Scalar[acc], MutAnyOrigin]](taps), k))
+                else:
+                    for j in range(k):
+                        sum += src.unsafe_load[width=BLOCK](j).cast[acc]() * taps.unsafe_load(j)
                 var result = finish(sum, SIMD[acc, BLOCK](row_bias), has_bias, silu).cast[dtype]()
                 if Int(out.unsafe_offset(i)) % STREAM_ALIGN == 0:
                     # A streaming store: the output line is written without
