@@ -288,6 +288,19 @@ def test_cuda_gradients_match_grouped_conv1d(case, padding):
 
 
 @needs_cuda
+@pytest.mark.parametrize("shape", [(32, 1024, 256), (65_600, 2, 600)], ids=["batches_share_a_block", "past_grid_y"])
+def test_cuda_short_kernel_over_many_batches(shape):
+    """The short kernel's grid is (filters, batches, splits): where a row is
+    one tile (float32 rows of up to 512) a block takes several batches of its
+    channel, and past 65535 batches (a grid's y) blocks loop over them."""
+    x = random(shape, "cuda", seed=50)
+    w = random((shape[1], 4), "cuda", seed=51)
+    bias = random(shape[1], "cuda", seed=52)
+    got = depthwise_conv1d(x, w, bias, "causal", "silu")
+    torch.testing.assert_close(got, torch_reference(x, w, bias, "causal", "silu"), rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda
 def test_cuda_unaligned_rows_and_non_finite_inputs():
     """A view that starts one element in (no 16-byte accesses), and infinite
     and NaN inputs through the tensor cores: only the outputs whose window

@@ -282,8 +282,8 @@ def grad_kernel_short_kernel[
     flags: Int32,
 ):
     """grad_kernel_rows_kernel's partial sums for k <= SMALL_K, laid out the
-    same (partials[(r * splits + s) * k + j] for block (r, s)), the way
-    window.mojo's short kernel reads its inputs: the grid is rows x splits,
+    same (partials[(r * splits + s) * k + j] for block (r, s)), reading its
+    inputs as window.mojo's short kernel does: the grid is rows x splits,
     block (r, s) takes tiles s, s + splits, ... of row r's tiles of
     SMALL_THREADS 16-byte vectors of positions i < n_out. Thread t loads
     vector t of grad_output and the aligned input vectors around it (D is
