@@ -63,10 +63,12 @@ def edge_span[
         if s >= 0 and s < n:
             buf.unsafe_store(t, row_in.unsafe_load(s).cast[acc]())
     for q in range(blocks):
-        var sum = SIMD[acc, BLOCK](0)
-        var src = buf.unsafe_offset(q * BLOCK)
-        for j in range(k):
-            sum += src.unsafe_load[width=BLOCK](j) * taps.unsafe_load(j)
+        # window_sums reads up to buf[blocks * BLOCK + k - 1], inside padded.
+        var sum = rebind[SIMD[acc, BLOCK]](window_sums[acc, simd_width_of[acc](), BLOCK](
+            rebind[Pointer[Scalar[acc], MutAnyOrigin]](buf.unsafe_offset(q * BLOCK)),
+            rebind[Pointer[Scalar[accum_type[acc]], MutAnyOrigin]](taps),
+            k,
+        ))
         var result = finish(sum, SIMD[acc, BLOCK](bias), has_bias, silu).cast[dtype]()
         var i = a + q * BLOCK
         comptime for e in range(BLOCK):
@@ -77,24 +79,26 @@ def edge_span[
 
 @always_inline
 def window_sums[
-    dtype: DType, W: Int, V: Int
+    dtype: DType, W: Int, BLOCK: Int
 ](src: Pointer[Scalar[dtype], MutAnyOrigin], taps: Pointer[Scalar[accum_type[dtype]], MutAnyOrigin], k: Int) -> SIMD[
-    accum_type[dtype], V * W
+    accum_type[dtype], BLOCK
 ]:
-    """sum over j < k of src[j : j + V W] * taps[j], the interior's block of
-    V vectors of W outputs. The taps go W at a time: V + 1 vectors of inputs
+    """sum over j < k of src[j : j + BLOCK] * taps[j], a block of V = BLOCK / W
+    vectors of W outputs. The taps go W at a time: V + 1 vectors of inputs
     hold every window those W taps read, and each window is cut from two
     neighbouring vectors in registers (a shuffle) rather than loaded again,
     so a multiply-add costs no load (an unaligned load of a whole window,
     most of them across two cache lines, is what bounds the plain loop).
-    The last k mod W taps read their windows from memory. Reads
-    src[0 : V W + k]: one input past the last window, not used."""
+    The last k mod W taps (all of them, below W) read their windows from
+    memory. From W taps on it reads src[0 : BLOCK + k]: one input past the
+    last window, not used."""
     comptime acc = accum_type[dtype]
-    var sums = SIMD[acc, V * W](0)
+    comptime V = BLOCK // W
+    var sums = SIMD[acc, BLOCK](0)
     var whole = k // W * W
     var g = 0
     while g < whole:
-        var line = SIMD[acc, 2 * V * W](0)  # V + 1 vectors used; a SIMD's width is a power of two
+        var line = SIMD[acc, 2 * BLOCK](0)  # V + 1 vectors used; a SIMD's width is a power of two
         comptime for u in range(V + 1):
             line = line.insert[offset = u * W](src.unsafe_load[width=W](g + u * W).cast[acc]())
         comptime for jj in range(W):
@@ -105,7 +109,7 @@ def window_sums[
                 sums = sums.insert[offset = v * W](sums.slice[W, offset = v * W]() + window * tap)
         g += W
     for j in range(whole, k):
-        sums += src.unsafe_load[width = V * W](j).cast[acc]() * taps.unsafe_load(j)
+        sums += src.unsafe_load[width=BLOCK](j).cast[acc]() * taps.unsafe_load(j)
     return sums
 
 
@@ -163,7 +167,7 @@ def correlate_cpu[
         for row in range(first_row, min(first_row + rows_per_item, rows)):
             var x = input.unsafe_offset(row * n)
             var out = output.unsafe_offset(row * out_n)
-            var taps = all_taps.unsafe_offset((row % channels) * k)
+            var row_taps = rebind[Pointer[Scalar[acc], MutAnyOrigin]](all_taps.unsafe_offset((row % channels) * k))
             var row_bias = biases.unsafe_load(row % channels)
             # Whole window inside the row: i - shift >= 0 and i - shift + k <= n
             # (k + 1 for window_sums, whose last load reaches one input further).
@@ -173,13 +177,7 @@ def correlate_cpu[
             var mid = lo + (hi - lo) // BLOCK * BLOCK  # the interior, in whole blocks
             var i = lo
             while i < mid:
-                var src = x.unsafe_offset(i - shift)
-                var sum = SIMD[acc, BLOCK](0)
-                if k >= W:
-                    sum = rebind[SIMD[acc, BLOCK]](window_sums[dtype, W, 4](src, rebind[Pointer[Scalar[acc], MutAnyOrigin]](taps), k))
-                else:
-                    for j in range(k):
-                        sum += src.unsafe_load[width=BLOCK](j).cast[acc]() * taps.unsafe_load(j)
+                var sum = window_sums[dtype, W, BLOCK](x.unsafe_offset(i - shift), row_taps, k)
                 var result = finish(sum, SIMD[acc, BLOCK](row_bias), has_bias, silu).cast[dtype]()
                 if Int(out.unsafe_offset(i)) % STREAM_ALIGN == 0:
                     # A streaming store: the output line is written without
@@ -194,7 +192,6 @@ def correlate_cpu[
             # left of the interior: the same vector loop over a copy of the
             # inputs they read, zeros outside the row (multiplied like the
             # rest: zero times an infinite tap is NaN, as on the GPU).
-            var row_taps = rebind[Pointer[Scalar[acc], MutAnyOrigin]](taps)
             edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, i0, lo, row_bias, has_bias, silu)
             edge_span[dtype, BLOCK](out, x, row_taps, n, k, shift, mid, i1, row_bias, has_bias, silu)
 
