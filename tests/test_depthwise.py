@@ -301,6 +301,32 @@ def test_cuda_short_kernel_over_many_batches(shape):
 
 
 @needs_cuda
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(("shape", "k"), [((2, 2048, 3000), 4), ((2, 2048, 3001), 3), ((1, 8, 2048), 4), ((1, 8, 2047), 2)])
+def test_cuda_short_kernel_two_tiles_a_pass(shape, k, dtype):
+    """16-bit data up to 4 taps: a block that walks its row's tiles in order
+    takes two a pass (an odd count leaves one for the last), and a row of
+    two tiles is one block's pass; rows of odd length take the checked
+    loads. The input's gradient (flipped taps) goes the same way."""
+    tol = {torch.bfloat16: 1.6e-2, torch.float16: 2e-3}[dtype]
+    x = random(shape, "cuda", seed=60).to(dtype).requires_grad_()
+    w = random((shape[1], k), "cuda", seed=61).to(dtype)
+    bias = random(shape[1], "cuda", seed=62).to(dtype)
+    x64, w64, b64 = x.detach().double().requires_grad_(), w.double(), bias.double()
+    for padding in PADDINGS:
+        out = depthwise_conv1d(x, w, bias, padding, "silu")
+        exact = torch_reference(x64, w64, b64, padding, "silu")
+        scale = torch_reference(x64.detach().abs(), w64.abs(), b64.abs(), padding, None) + 1
+        assert ((out.double() - exact).abs() / scale).max() <= 2 * tol, padding
+    g = random(shape, "cuda", seed=63).to(dtype)
+    (dx,) = torch.autograd.grad(depthwise_conv1d(x, w), x, g)
+    (want,) = torch.autograd.grad(torch_reference(x64, w64, None, "causal", None), x64, g.double())
+    scale = torch_reference(g.double().abs().flip(-1), w64.abs(), None, "causal", None).flip(-1) + 1
+    assert ((dx.double() - want).abs() / scale).max() <= 2 * tol
+
+
+@needs_cuda
 def test_cuda_unaligned_rows_and_non_finite_inputs():
     """A view that starts one element in (no 16-byte accesses), and infinite
     and NaN inputs through the tensor cores: only the outputs whose window

@@ -138,6 +138,13 @@ def correlate_gpu[
             # Each row in enough blocks for about SHORT_BLOCKS in all.
             var tiles_per_row = ceildiv(NO, SMALL_THREADS * VW)
             var splits = max(1, min(tiles_per_row, ceildiv(SHORT_BLOCKS, rows)))
+            # 16-bit data up to SMALL_STEP taps: a block that walks its row's
+            # tiles in order takes two a pass, so that their loads go out
+            # together, and a row of two tiles is one block's pass.
+            var pairs = size_of[dtype]() == 2 and K <= SMALL_STEP
+            if pairs and tiles_per_row == 2:
+                splits = 1
+            var per_pass = 2 if pairs and splits == 1 and tiles_per_row >= 2 else 1
             if rows > Int(Int32.MAX) or tiles_per_row > Int(Int32.MAX):
                 raise Error("correlate_gpu: ", rows, " rows of ", NO, " outputs are more than one launch takes")
             # The grid's x is the filter (every row where they share one),
@@ -157,15 +164,17 @@ def correlate_gpu[
                         comptime KMAX = SMALL_STEP if KM == 0 else SMALL_K
                         comptime if known_k == 0 or (known_k <= SMALL_STEP) == (KM == 0):
                             if (K <= SMALL_STEP) == (KM == 0):
-                                comptime short = correlate_short_gpu_kernel[dtype, D, KMAX]
-                                stream.enqueue_function(
-                                    ctx.compile_function[short](),
-                                    output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
-                                    Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(flags),
-                                    grid_dim=(across, batch_blocks, splits),
-                                    block_dim=SMALL_THREADS,
-                                )
-                                return
+                                comptime for U in range(1, 3 if KMAX == SMALL_STEP and size_of[dtype]() == 2 else 2):
+                                    if per_pass == U:
+                                        comptime short = correlate_short_gpu_kernel[dtype, D, KMAX, U]
+                                        stream.enqueue_function(
+                                            ctx.compile_function[short](),
+                                            output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
+                                            Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(flags),
+                                            grid_dim=(across, batch_blocks, splits),
+                                            block_dim=SMALL_THREADS,
+                                        )
+                                        return
             raise Error("correlate_gpu: the puzzle's kernel is built for shift 0")
     comptime if known_k == 0 or (known_k > SMALL_K and known_k <= WINDOW_K):
         if window_kernel_for[dtype](K, window_k) == 1:

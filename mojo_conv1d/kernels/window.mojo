@@ -186,12 +186,25 @@ def correlate_window_gpu_kernel[
         tile += Int(grid_dim.x)
 
 
+@always_inline
+def short_taps[
+    dtype: DType, KMAX: Int
+](first_tap: Pointer[Scalar[dtype], MutAnyOrigin], k: Int, step: Int32) -> SIMD[accum_type[dtype], SMALL_TAPS]:
+    """The short kernel's k <= KMAX taps, read from first_tap by steps of
+    step (-1 for a flipped filter), in the accumulator type."""
+    var w = SIMD[accum_type[dtype], SMALL_TAPS](0)
+    comptime for j in range(KMAX):
+        if j < k:
+            w[j] = first_tap.unsafe_load(Int(Int32(j) * step)).cast[accum_type[dtype]]()
+    return w
+
+
 @__llvm_metadata(
     MAX_THREADS_PER_BLOCK_METADATA=StaticTuple[Int32, 1](Int32(SMALL_THREADS)),
     `nvvm.minctasm`=SIMDLength(short_blocks_per_sm[dtype, KMAX]()),
 )
 def correlate_short_gpu_kernel[
-    dtype: DType, D: Int, KMAX: Int
+    dtype: DType, D: Int, KMAX: Int, U: Int
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -230,7 +243,9 @@ def correlate_short_gpu_kernel[
     KMAX (SMALL_STEP or SMALL_K) bounds k, and the smaller one needs fewer
     registers; with exactly SMALL_STEP taps no product is predicated. The sums
     start at the channel's bias (zero without one), then `finish` applies
-    SiLU.
+    SiLU. U tiles make a pass (1, or 2 for 16-bit data where a block walks
+    its row's tiles in order): every load of the pass goes out before any
+    sum, and with two the taps are read after the first pass's loads.
     """
     comptime acc = accum_type[dtype]
     comptime VW = 16 // size_of[dtype]()
@@ -253,10 +268,12 @@ def correlate_short_gpu_kernel[
     var w_row = taps.unsafe_offset(channel * Int(w_stride))
     var step = Int32(-1) if flip else Int32(1)  # taps points at the last tap when flipped
     var w = SIMD[acc, SMALL_TAPS](0)
-    comptime for j in range(KMAX):
-        if j < K:
-            w[j] = w_row.unsafe_load(Int(Int32(j) * step)).cast[acc]()
-    var start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]() if has_bias else Scalar[acc](0)
+    var start = Scalar[acc](0)  # the channel's bias, or zero
+    var have_taps = False
+    comptime if U == 1:
+        w = short_taps[dtype, KMAX](w_row, K, step)
+        start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]() if has_bias else Scalar[acc](0)
+        have_taps = True
     var o = tid * Int32(R)  # this thread's first output (and first load) in a tile
     var batch = Int32(block_idx.y)
     while batch < batches:
@@ -265,39 +282,55 @@ def correlate_short_gpu_kernel[
         var out_row = output.unsafe_offset(row * NO)
         var tile = Int32(block_idx.z)
         while tile < tiles_per_row:
-            var first = Int(tile) * SPAN  # the block's first output
-            var base = first - back  # and its first load
-            var x_at = x_row.unsafe_offset(base)
-            var mine = base + Int(o)
-            var raw = SIMD[dtype, WIN](0)
-            if load_io and ((base >= 0 and base + SPAN + LOADS * VW <= N) or (mine >= 0 and mine + LOADS * VW <= N)):
-                # The block's loads all lie inside the row (most tiles), or at
-                # least this thread's do: no checks.
-                comptime for v in range(LOADS):
-                    if v * VW < needed:
-                        raw = raw.insert[offset = v * VW](x_at.unsafe_load[width=VW, alignment=16](o + Int32(v * VW)))
-            else:
-                comptime for v in range(LOADS):
-                    if v * VW < needed:
-                        raw = raw.insert[offset = v * VW](load_raw[dtype, VW](x_row, mine + v * VW, N, load_io))
-            var sums = SIMD[acc, R](start)
-            if KMAX == SMALL_STEP and K == KMAX:
-                comptime for j in range(KMAX):
-                    comptime for r in range(R):
-                        sums[r] += raw[D + r + j].cast[acc]() * w[j]
-            else:
-                comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
-                    if s * SMALL_STEP < K:
-                        comptime for jj in range(SMALL_STEP):
-                            comptime j = s * SMALL_STEP + jj
-                            comptime if j < KMAX:
-                                if j < K:
-                                    comptime for r in range(R):
-                                        sums[r] += raw[D + r + j].cast[acc]() * w[j]
-            var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
-            if store_io and first + SPAN <= NO:
-                out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
-            else:
-                store_vector(out_row, first + Int(o), NO, store_io, values)
-            tile += Int32(grid_dim.z)
+            # U of the block's tiles a pass: all their loads, then the sums.
+            var raws = SIMD[dtype, U * WIN](0)
+            comptime for u in range(U):
+                var t = tile + Int32(u) * Int32(grid_dim.z)
+                if u == 0 or t < tiles_per_row:
+                    var first = Int(t) * SPAN  # the block's first output
+                    var base = first - back  # and its first load
+                    var x_at = x_row.unsafe_offset(base)
+                    var mine = base + Int(o)
+                    if load_io and ((base >= 0 and base + SPAN + LOADS * VW <= N) or (mine >= 0 and mine + LOADS * VW <= N)):
+                        # The block's loads all lie inside the row (most tiles), or at
+                        # least this thread's do: no checks.
+                        comptime for v in range(LOADS):
+                            if v * VW < needed:
+                                raws = raws.insert[offset = u * WIN + v * VW](x_at.unsafe_load[width=VW, alignment=16](o + Int32(v * VW)))
+                    else:
+                        comptime for v in range(LOADS):
+                            if v * VW < needed:
+                                raws = raws.insert[offset = u * WIN + v * VW](load_raw[dtype, VW](x_row, mine + v * VW, N, load_io))
+            if not have_taps:
+                # With two tiles a pass, read after the first pass's loads:
+                # waiting on the taps before them measured slower.
+                w = short_taps[dtype, KMAX](w_row, K, step)
+                if has_bias:
+                    start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]()
+                have_taps = True
+            comptime for u in range(U):
+                var t = tile + Int32(u) * Int32(grid_dim.z)
+                if u == 0 or t < tiles_per_row:
+                    var first = Int(t) * SPAN
+                    var raw = raws.slice[WIN, offset = u * WIN]()
+                    var sums = SIMD[acc, R](start)
+                    if KMAX == SMALL_STEP and K == KMAX:
+                        comptime for j in range(KMAX):
+                            comptime for r in range(R):
+                                sums[r] += raw[D + r + j].cast[acc]() * w[j]
+                    else:
+                        comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
+                            if s * SMALL_STEP < K:
+                                comptime for jj in range(SMALL_STEP):
+                                    comptime j = s * SMALL_STEP + jj
+                                    comptime if j < KMAX:
+                                        if j < K:
+                                            comptime for r in range(R):
+                                                sums[r] += raw[D + r + j].cast[acc]() * w[j]
+                    var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
+                    if store_io and first + SPAN <= NO:
+                        out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
+                    else:
+                        store_vector(out_row, first + Int(o), NO, store_io, values)
+            tile += Int32(U) * Int32(grid_dim.z)
         batch += Int32(grid_dim.y)
