@@ -250,7 +250,7 @@ GPU_CASES = [(2, 64, 4096, 4), (3, 40, 1000, 3), (1, 16, 2051, 12), (2, 24, 2048
 
 @needs_cuda
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("case", GPU_CASES, ids=[f"B{b}C{c}L{l}K{k}" for b, c, l, k in GPU_CASES])
 def test_cuda_kernels_match_the_float64_sum(case, padding, dtype):
@@ -302,7 +302,7 @@ def test_cuda_short_kernel_over_many_batches(shape):
 
 @needs_cuda
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize(("shape", "k"), [((2, 2048, 3000), 4), ((2, 2048, 3001), 3), ((1, 8, 2048), 4), ((1, 8, 2047), 2)])
 def test_cuda_short_kernel_two_tiles_a_pass(shape, k, dtype):
     """16-bit data up to 4 taps: a block that walks its row's tiles in order
