@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from conftest import DEVICES, REPO, needs_cuda
 from reference import SeenOps, random
 
-from mojo_conv1d import DepthwiseConv1d, depthwise_conv1d
+from mojo_conv1d import DepthwiseConv1d, conv1d, depthwise_conv1d
 
 SHAPES = [(1, 1, 1, 1), (2, 3, 17, 4), (1, 1, 5, 9), (3, 4, 8, 1), (2, 5, 33, 6), (1, 2, 70_001, 64), (4, 8, 257, 3)]
 PADDINGS = ["causal", "same", "valid"]
@@ -324,6 +324,30 @@ def test_cuda_short_kernel_two_tiles_a_pass(shape, k, dtype):
     (want,) = torch.autograd.grad(torch_reference(x64, w64, None, "causal", None), x64, g.double())
     scale = torch_reference(g.double().abs().flip(-1), w64.abs(), None, "causal", None).flip(-1) + 1
     assert ((dx.double() - want).abs() / scale).max() <= 2 * tol
+
+
+@needs_cuda
+@pytest.mark.parametrize(("shape", "k"), [((2, 3, 8200), 4), ((3, 5, 8193), 3), ((1, 2, 40_000), 2)])
+def test_cuda_long_float32_rows_split_across_blocks(shape, k):
+    """float32 rows of 16 short-kernel tiles or more take blocks of 4 tiles
+    with the splits the grid's x (a block's last tiles may lie past the
+    row); the input's gradient and the single-filter op's rows go the same
+    way."""
+    x = random(shape, "cuda", seed=70, requires_grad=True)
+    w = random((shape[1], k), "cuda", seed=71)
+    bias = random(shape[1], "cuda", seed=72)
+    x64, w64 = x.detach().double().requires_grad_(), w.double()
+    for padding in PADDINGS:
+        got = depthwise_conv1d(x, w, bias, padding, "silu")
+        want = torch_reference(x64, w64, bias.double(), padding, "silu")
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    g = random(shape, "cuda", seed=73)
+    (dx,) = torch.autograd.grad(depthwise_conv1d(x, w), x, g)
+    (want,) = torch.autograd.grad(torch_reference(x64, w64, None, "causal", None), x64, g.double())
+    torch.testing.assert_close(dx.double(), want, rtol=1e-5, atol=1e-5)
+    rows = x.detach().reshape(-1, shape[-1])
+    padded = F.pad(rows.double()[:, None], (0, k - 1))  # conv1d pads on the right
+    torch.testing.assert_close(conv1d(rows, w[0]).double(), F.conv1d(padded, w64[:1, None])[:, 0], rtol=1e-5, atol=1e-5)
 
 
 @needs_cuda

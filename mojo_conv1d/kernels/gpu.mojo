@@ -37,11 +37,13 @@ from .tiled import BLOCKS_PER_SM, TILE, correlate_gpu_kernel
 from .window import (
     GRID_Y,
     GROUP_BLOCKS,
+    LONG_ROW_TILES,
     MAX_BLOCKS,
     SHORT_BLOCKS,
     SMALL_K,
     SMALL_STEP,
     SMALL_THREADS,
+    SPLIT_TILES,
     WINDOW_K,
     correlate_short_gpu_kernel,
     correlate_window_gpu_kernel,
@@ -145,13 +147,20 @@ def correlate_gpu[
             if pairs and tiles_per_row == 2:
                 splits = 1
             var per_pass = 2 if pairs and splits == 1 and tiles_per_row >= 2 else 1
+            var across = channels if channels > 1 else rows
+            # float32 rows of LONG_ROW_TILES tiles or more, several of them, up
+            # to SMALL_STEP taps: blocks of SPLIT_TILES tiles, the splits the
+            # grid's x, so that the blocks running at once cover a few spans
+            # of rows instead of a row each (one row's blocks already do).
+            var splits_x = known_k == 0 and size_of[dtype]() == 4 and K <= SMALL_STEP and tiles_per_row >= LONG_ROW_TILES and rows > 1 and across <= GRID_Y
+            if splits_x:
+                splits = ceildiv(tiles_per_row, SPLIT_TILES)
             if rows > Int(Int32.MAX) or tiles_per_row > Int(Int32.MAX):
                 raise Error("correlate_gpu: ", rows, " rows of ", NO, " outputs are more than one launch takes")
             # The grid's x is the filter (every row where they share one),
             # its y the batch: blocks take batches y, y + grid y, ... A row
             # of one tile is as much setup as work, so there a block takes
             # several batches, as many as leave about GROUP_BLOCKS blocks.
-            var across = channels if channels > 1 else rows
             var batches = rows // across
             var group = max(1, min(batches, rows // GROUP_BLOCKS)) if tiles_per_row == 1 else 1
             var batch_blocks = min(GRID_Y, ceildiv(batches, group))
@@ -165,16 +174,17 @@ def correlate_gpu[
                         comptime if known_k == 0 or (known_k <= SMALL_STEP) == (KM == 0):
                             if (K <= SMALL_STEP) == (KM == 0):
                                 comptime for U in range(1, 3 if KMAX == SMALL_STEP and size_of[dtype]() == 2 else 2):
-                                    if per_pass == U:
-                                        comptime short = correlate_short_gpu_kernel[dtype, D, KMAX, U]
-                                        stream.enqueue_function(
-                                            ctx.compile_function[short](),
-                                            output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
-                                            Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(flags),
-                                            grid_dim=(across, batch_blocks, splits),
-                                            block_dim=SMALL_THREADS,
-                                        )
-                                        return
+                                    comptime for X in range(2 if known_k == 0 and KMAX == SMALL_STEP and size_of[dtype]() == 4 else 1):
+                                        if per_pass == U and splits_x == (X == 1):
+                                            comptime short = correlate_short_gpu_kernel[dtype, D, KMAX, U, X == 1]
+                                            stream.enqueue_function(
+                                                ctx.compile_function[short](),
+                                                output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
+                                                Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(flags),
+                                                grid_dim=(splits, across, batch_blocks) if splits_x else (across, batch_blocks, splits),
+                                                block_dim=SMALL_THREADS,
+                                            )
+                                            return
             raise Error("correlate_gpu: the puzzle's kernel is built for shift 0")
     comptime if known_k == 0 or (known_k > SMALL_K and known_k <= WINDOW_K):
         if window_kernel_for[dtype](K, window_k) == 1:
