@@ -646,6 +646,12 @@ def kernel_constants() -> dict[str, int]:
     assert "comptime if known_k == 0 or known_k <= SMALL_K:" in gpu
     # Blocks take several batches only where a row is one tile.
     assert "min(batches, rows // GROUP_BLOCKS)) if tiles_per_row == 1 else 1" in gpu
+    # Two tiles a pass: 16-bit data up to SMALL_STEP taps, a block walking its row in order.
+    assert "var pairs = size_of[dtype]() == 2 and K <= SMALL_STEP" in gpu
+    assert "var per_pass = 2 if pairs and splits == 1 and tiles_per_row >= 2 else 1" in gpu
+    # Long float32 rows: blocks of SPLIT_TILES tiles, the splits the grid's x.
+    assert "size_of[dtype]() == 4 and K <= SMALL_STEP and tiles_per_row >= LONG_ROW_TILES and rows > 1" in gpu
+    assert "splits = ceildiv(tiles_per_row, SPLIT_TILES)" in gpu
 
     per_thread = value("OUTPUTS_PER_THREAD")
     return {
@@ -667,6 +673,8 @@ def kernel_constants() -> dict[str, int]:
         "small_step": value("SMALL_STEP"),
         "short_blocks": value("SHORT_BLOCKS"),
         "group_blocks": value("GROUP_BLOCKS"),
+        "long_row_tiles": value("LONG_ROW_TILES"),
+        "split_tiles": value("SPLIT_TILES"),
         "long_outputs": long_other,
         "long_f64": long_f64,
         "tc_min_k": tc_min_f32,
@@ -695,6 +703,7 @@ STATED = {
         "up to {small_step} taps a thread\nkeeps to {short_registers} registers, so that a multiprocessor holds {short_blocks_per_sm} blocks",
         "until there are about {short_blocks} of them",
         "as many as leave about {group_blocks} blocks",
+        "float32 rows of {long_row_tiles} tiles or more go to blocks of {split_tiles} tiles",
         "A thread owns {long_outputs} consecutive outputs ({long_f64} in float64",
         "the window moves {long_outputs} taps per step ({long_f64} in float64). Blocks have {threads} threads.",
         "from {small_k_plus_1} taps on the tiled kernel",
@@ -720,6 +729,7 @@ STATED = {
         "탭이 {small_step}개 이하이면 스레드가\n레지스터를 {short_registers}개만 쓰므로 멀티프로세서 하나가 블록 {short_blocks_per_sm}개를",
         "블록이 모두 {short_blocks}개 안팎이 될 때까지",
         "블록이 모두 {group_blocks}개\n안팎으로 남을 만큼만",
+        "타일이 {long_row_tiles}개 이상인 float32 행은 타일 {split_tiles}개짜리 블록으로",
         "연속된 출력 {long_outputs}개를 맡고(float64는",
         "레지스터 두 개를 차지하므로 {long_f64}개)",
         "창은 한 단계에 탭 {long_outputs}개씩 움직입니다(float64는 {long_f64}개). 블록은 스레드 {threads}개입니다.",
