@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU checks of record, run from a checkout on a machine with a CUDA GPU
 # and the dependencies (torch, max, mojo) installed:
-#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh puzzle|tests|sanitize|bench|depthwise [args]
+#   COMMIT=<sha> [TAG=name] bash benchmarks/run_on_gpu.sh puzzle|tests|devices|sanitize|bench|depthwise [args]
 #   puzzle    the learner's loop timed: three runs of the solved puzzle (the
 #             first one cold on a fresh machine) and one of the unsolved one
 #   tests     the CUDA half of the suite (the CPU half runs in CI)
+#   devices   the tests that need two GPUs, with both visible
 #   sanitize  compute-sanitizer memcheck and racecheck over tests that run every GPU kernel
 #   bench     benchmarks/bench_conv1d.py: CSV, plot and per-call CSV beside the log
 #             (with --call-cost-only: the per-call costs alone)
@@ -46,6 +47,12 @@ case "$step" in
     # The CPU half of these tests runs in CI; here, the CUDA half.
     python3 -m pytest -q -p no:cacheprovider --timeout 120 -k "cuda or reduce_overhead or ordered_with or devices_must" \
       tests/test_conv1d_op.py tests/test_autograd.py tests/test_devices.py tests/test_depthwise.py tests/test_puzzle.py \
+      "$@" 2>&1 | tee -a "$log"
+    ;;
+  devices)
+    # The op on a device other than the current one, and a two-process
+    # DistributedDataParallel run; a failure's output stays in the log.
+    python3 -m pytest -q -p no:cacheprovider --timeout 300 -k "cuda or devices_must" tests/test_devices.py \
       "$@" 2>&1 | tee -a "$log"
     ;;
   bench)
