@@ -70,6 +70,17 @@ def test_tensor_core_tiles(rows, n, k, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_tensor_cores_several_tiles_a_block(dtype, device):
+    """More tiles than the tensor-core kernel has blocks (a few per
+    multiprocessor): with one filter a block takes tiles a grid apart, which
+    here lie in different rows, and the last tiles end inside a row."""
+    x = random((3, 700_001), device, dtype, seed=3)
+    w = random(64, device, dtype, seed=4)
+    assert_close(conv1d(x, w), x, w)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     ("k", "dtype"),
     # Every GPU kernel, with and without a partial last step of taps.
