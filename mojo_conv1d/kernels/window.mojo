@@ -240,10 +240,13 @@ def correlate_short_gpu_kernel[
     ones and the L1 cache serves those; passing them by warp shuffles
     measured slower). D is where the first input sits in the first of those
     vectors, (-shift) mod the vector width: a parameter, so every window
-    index is known at compile time. No tap is zero and no product is
-    wasted: k multiply-adds per output, in branches of SMALL_STEP taps;
-    KMAX (SMALL_STEP or SMALL_K) bounds k, and the smaller one needs fewer
-    registers; with exactly SMALL_STEP taps no product is predicated. The sums
+    index is known at compile time; in rows of whole aligned vectors a load
+    lies wholly inside the row or outside it, one 32-bit compare. KMAX
+    (SMALL_STEP or SMALL_K) bounds k, and the smaller one needs fewer
+    registers. Up to SMALL_K the products are k per output, in branches of
+    SMALL_STEP taps; up to SMALL_STEP every output takes SMALL_STEP
+    unpredicated products, the taps past k being zeros (pass_over_tiles
+    says how that stays exact). The sums
     start at the channel's bias (zero without one), then `finish` applies
     SiLU. U tiles make a pass (1, or 2 for 16-bit data where a block walks
     its row's tiles in order): every load of the pass goes out before any
@@ -264,12 +267,15 @@ def correlate_short_gpu_kernel[
     var NO = Int(n_out)
     var K = Int(k)
     var load_io = flags & LOAD_VECTORS != 0
+    var back = Int(shift) + D  # the first load starts this far before the outputs
+    # Loads start on a multiple of VW (D makes them), so with aligned rows
+    # of whole vectors each load lies inside the row or wholly outside it;
+    # in rows shorter than 2^30 its index is then checked in 32 bits.
+    var fits = load_io and N % VW == 0 and N < (1 << 30) and abs(back) < (1 << 30)
     var store_io = flags & STORE_VECTORS != 0
     var flip = flags & FLIP != 0
     var has_bias = flags & HAS_BIAS != 0
     var silu = flags & SILU != 0
-    var back = Int(shift) + D  # the first load starts this far before the outputs
-    var needed = D + R + K - 1  # window values used
     # The grid's (filters, batches, splits), or (splits, filters, batches) with SPLITS_X.
     var filters = Int(grid_dim.y) if SPLITS_X else Int(grid_dim.x)
     var channel = Int(block_idx.y) if SPLITS_X else Int(block_idx.x)
@@ -277,70 +283,103 @@ def correlate_short_gpu_kernel[
     var splits = Int32(grid_dim.x) if SPLITS_X else Int32(grid_dim.z)
     var w_row = taps.unsafe_offset(channel * Int(w_stride))
     var step = Int32(-1) if flip else Int32(1)  # taps points at the last tap when flipped
-    var w = SIMD[acc, SMALL_TAPS](0)
-    var start = Scalar[acc](0)  # the channel's bias, or zero
-    var have_taps = False
-    comptime if U == 1:
-        w = short_taps[dtype, KMAX](w_row, K, step)
-        start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]() if has_bias else Scalar[acc](0)
-        have_taps = True
     var o = tid * Int32(R)  # this thread's first output (and first load) in a tile
-    var batch = Int32(block_idx.z) if SPLITS_X else Int32(block_idx.y)
-    while batch < batches:
-        var row = Int(batch) * filters + channel
-        var x_row = input.unsafe_offset(row * N)
-        var out_row = output.unsafe_offset(row * NO)
-        var tile = Int32(block_idx.x) if SPLITS_X else Int32(block_idx.z)
-        while tile < tiles_per_row:
-            # U of the block's tiles a pass: all their loads, then the sums.
-            var raws = SIMD[dtype, U * WIN](0)
-            comptime for u in range(U):
-                var t = tile + Int32(u) * splits
-                if u == 0 or t < tiles_per_row:
-                    var first = Int(t) * SPAN  # the block's first output
-                    var base = first - back  # and its first load
-                    var x_at = x_row.unsafe_offset(base)
-                    var mine = base + Int(o)
-                    if load_io and ((base >= 0 and base + SPAN + LOADS * VW <= N) or (mine >= 0 and mine + LOADS * VW <= N)):
-                        # The block's loads all lie inside the row (most tiles), or at
-                        # least this thread's do: no checks.
-                        comptime for v in range(LOADS):
-                            if v * VW < needed:
-                                raws = raws.insert[offset = u * WIN + v * VW](x_at.unsafe_load[width=VW, alignment=16](o + Int32(v * VW)))
-                    else:
-                        comptime for v in range(LOADS):
-                            if v * VW < needed:
-                                raws = raws.insert[offset = u * WIN + v * VW](load_raw[dtype, VW](x_row, mine + v * VW, N, load_io))
-            if not have_taps:
-                # With two tiles a pass, read after the first pass's loads:
-                # waiting on the taps before them measured slower.
-                w = short_taps[dtype, KMAX](w_row, K, step)
-                if has_bias:
-                    start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]()
-                have_taps = True
-            comptime for u in range(U):
-                var t = tile + Int32(u) * splits
-                if u == 0 or t < tiles_per_row:
-                    var first = Int(t) * SPAN
-                    var raw = raws.slice[WIN, offset = u * WIN]()
-                    var sums = SIMD[acc, R](start)
-                    if KMAX == SMALL_STEP and K == KMAX:
-                        comptime for j in range(KMAX):
-                            comptime for r in range(R):
-                                sums[r] += raw[D + r + j].cast[acc]() * w[j]
-                    else:
-                        comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
-                            if s * SMALL_STEP < K:
-                                comptime for jj in range(SMALL_STEP):
-                                    comptime j = s * SMALL_STEP + jj
-                                    comptime if j < KMAX:
-                                        if j < K:
-                                            comptime for r in range(R):
-                                                sums[r] += raw[D + r + j].cast[acc]() * w[j]
-                    var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
-                    if store_io and first + SPAN <= NO:
-                        out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
-                    else:
-                        store_vector(out_row, first + Int(o), NO, store_io, values)
-            tile += Int32(U) * splits
-        batch += batch_step
+
+    @always_inline
+    @__parameter
+    def pass_over_tiles[EXACT: Bool]():
+        """The block's tiles, U a pass. With KMAX = SMALL_STEP taps no
+        product is predicated: EXACT where k = KMAX, else the taps past
+        k are zeros and outputs that come out infinite or NaN are computed
+        again (a zero tap times an infinite input is NaN). Two copies of the
+        loop, since a branch on k inside one was compiled as both sums and a
+        select, and a check of every sum slowed the k = KMAX case."""
+        var kk = KMAX if EXACT else K
+        var needed = D + R + kk - 1  # window values used
+        var w = SIMD[acc, SMALL_TAPS](0)  # zeros past the k taps
+        var start = Scalar[acc](0)  # the channel's bias, or zero
+
+        @always_inline
+        @__parameter
+        def read_taps():
+            w = short_taps[dtype, KMAX](w_row, kk, step)
+            if has_bias:
+                start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]()
+
+        comptime if U == 1:
+            read_taps()
+        var first_pass = True
+        var batch = Int32(block_idx.z) if SPLITS_X else Int32(block_idx.y)
+        while batch < batches:
+            var row = Int(batch) * filters + channel
+            var x_row = input.unsafe_offset(row * N)
+            var out_row = output.unsafe_offset(row * NO)
+            var tile = Int32(block_idx.x) if SPLITS_X else Int32(block_idx.z)
+            while tile < tiles_per_row:
+                # U of the block's tiles a pass: all their loads, then the sums.
+                var raws = SIMD[dtype, U * WIN](0)
+                comptime for u in range(U):
+                    var t = tile + Int32(u) * splits
+                    if u == 0 or t < tiles_per_row:
+                        if fits:
+                            # Load v of this thread lies inside the row when
+                            # its first index, as unsigned, is below n.
+                            var b = t * Int32(SPAN) - Int32(back)  # the tile's first load
+                            var x_at = x_row.unsafe_offset(Int(b))
+                            comptime for v in range(LOADS):
+                                if v * VW < needed:
+                                    var p = o + Int32(v * VW)
+                                    if UInt32(b + p) < UInt32(N):
+                                        raws = raws.insert[offset = u * WIN + v * VW](x_at.unsafe_load[width=VW, alignment=16](p))
+                        else:
+                            var base = Int(t) * SPAN - back
+                            comptime for v in range(LOADS):
+                                if v * VW < needed:
+                                    raws = raws.insert[offset = u * WIN + v * VW](load_raw[dtype, VW](x_row, base + Int(o) + v * VW, N, load_io))
+                comptime if U == 2:
+                    # With two tiles a pass, the taps are read after the first
+                    # pass's loads: waiting on them before measured slower.
+                    if first_pass:
+                        read_taps()
+                        first_pass = False
+                comptime for u in range(U):
+                    var t = tile + Int32(u) * splits
+                    if u == 0 or t < tiles_per_row:
+                        var first = Int(t) * SPAN
+                        var raw = raws.slice[WIN, offset = u * WIN]()
+                        var sums = SIMD[acc, R](start)
+                        comptime if KMAX == SMALL_STEP:
+                            comptime for j in range(KMAX):
+                                comptime for r in range(R):
+                                    sums[r] += raw[D + r + j].cast[acc]() * w[j]
+                        else:
+                            comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
+                                if s == 0 or s * SMALL_STEP < K:  # k >= 1
+                                    comptime for jj in range(SMALL_STEP):
+                                        comptime j = s * SMALL_STEP + jj
+                                        comptime if j < KMAX:
+                                            if j == 0 or j < K:
+                                                comptime for r in range(R):
+                                                    sums[r] += raw[D + r + j].cast[acc]() * w[j]
+                        var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
+                        if store_io and first + SPAN <= NO:
+                            out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
+                        else:
+                            store_vector(out_row, first + Int(o), NO, store_io, values)
+                        comptime if KMAX == SMALL_STEP and not EXACT:
+                            if not isfinite(sums.reduce_add()):
+                                # Rare: a zero tap met an infinite input.
+                                var w_start = w_row.unsafe_offset(1 - K if flip else 0)
+                                redo_non_finite[dtype](
+                                    out_row, first + Int(o), R, NO, x_row, N, w_start, K, 0, Int(shift), flip, start, has_bias, silu
+                                )
+                tile += Int32(U) * splits
+            batch += batch_step
+
+    comptime if KMAX == SMALL_STEP:
+        if K == KMAX:
+            pass_over_tiles[True]()
+        else:
+            pass_over_tiles[False]()
+    else:
+        pass_over_tiles[False]()
