@@ -33,6 +33,7 @@ from std.memory import bitcast, stack_allocation
 from max.gpu import barrier, block_idx, grid_dim, thread_idx
 from max.gpu.compute.mma import (
     WGMMADescriptor,
+    ld_matrix,
     wgmma_async,
     wgmma_commit_group_sync,
     wgmma_fence_aligned,
@@ -168,7 +169,8 @@ def correlate_tensor_core_kernel[
     after `lead` zeros as in window.mojo), again only when the filter
     changes. A tile's inputs are copied into shared memory by cp.async a
     tile ahead (two buffers), zero-filled past the row's ends; each step's
-    fragments of A are read from there (and split, for float32), and its
+    fragments of A are read from there (in bfloat16 by one ldmatrix,
+    in float32 by four loads, then split), and its
     MMAs issued before the next step's fragments are built, so the MMAs run
     while the warpgroup builds. Outputs get common.mojo's `finish`. Needs
     16-byte aligned rows, shift a multiple of 16 bytes' elements and
@@ -283,6 +285,9 @@ def correlate_tensor_core_kernel[
     var q = lane % 4
     var r0 = 16 * (tid // 32) + lane // 4
     var r1 = r0 + 8
+    # The row of A and first column this lane points ldmatrix at.
+    var m_lane = 16 * (tid // 32) + lane % 8 + 8 * ((lane // 8) % 2)
+    var t_lane = 8 * (lane // 16)
     # Each block takes a run of consecutive tiles, so that with a filter per
     # row it restages B only when its run enters a new channel. bfloat16
     # with one filter instead takes tiles b, b + blocks, ... in block b: the
@@ -310,12 +315,17 @@ def correlate_tensor_core_kernel[
         var x_at = buffer * TC_BUFFER
         var d = SIMD[DType.float32, TC_ROW // 2](0)
         comptime for s in range(steps):
-            var c0 = 16 * s + 2 * q
             var v = SIMD[dtype, 8](0)
-            v = v.insert[offset=0](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0)))
-            v = v.insert[offset=2](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0)))
-            v = v.insert[offset=4](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0 + 8)))
-            v = v.insert[offset=6](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0 + 8)))
+            comptime if P == 1:
+                # One ldmatrix: lane l gives the address of row l % 8 of
+                # 8 x 8 block l / 8 (blocks: rows r0's and r1's, then columns + 8).
+                v = ld_matrix[simd_width=8](xs.unsafe_offset(x_at + padded(TC_ROW * m_lane + 16 * s + t_lane)))
+            else:
+                var c0 = 16 * s + 2 * q
+                v = v.insert[offset=0](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0)))
+                v = v.insert[offset=2](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0)))
+                v = v.insert[offset=4](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0 + 8)))
+                v = v.insert[offset=6](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0 + 8)))
             comptime if P == 1:
                 wgmma_fence_aligned()
                 d = wgmma_async[64, TC_ROW, 16, MMA, DType.float32, 8, TC_ROW // 2, a_type=MMA, b_type=MMA](
