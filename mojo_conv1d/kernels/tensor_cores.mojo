@@ -315,23 +315,21 @@ def correlate_tensor_core_kernel[
         var x_at = buffer * TC_BUFFER
         var d = SIMD[DType.float32, TC_ROW // 2](0)
         comptime for s in range(steps):
-            var v = SIMD[dtype, 8](0)
             comptime if P == 1:
                 # One ldmatrix: lane l gives the address of row l % 8 of
                 # 8 x 8 block l / 8 (blocks: rows r0's and r1's, then columns + 8).
-                v = ld_matrix[simd_width=8](xs.unsafe_offset(x_at + padded(TC_ROW * m_lane + 16 * s + t_lane)))
-            else:
-                var c0 = 16 * s + 2 * q
-                v = v.insert[offset=0](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0)))
-                v = v.insert[offset=2](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0)))
-                v = v.insert[offset=4](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0 + 8)))
-                v = v.insert[offset=6](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0 + 8)))
-            comptime if P == 1:
+                var v = ld_matrix[simd_width=8](xs.unsafe_offset(x_at + padded(TC_ROW * m_lane + 16 * s + t_lane)))
                 wgmma_fence_aligned()
                 d = wgmma_async[64, TC_ROW, 16, MMA, DType.float32, 8, TC_ROW // 2, a_type=MMA, b_type=MMA](
                     rebind[SIMD[MMA, 8]](v), b_descriptor[dtype](bs, 0, s), d
                 )
             else:
+                var c0 = 16 * s + 2 * q
+                var v = SIMD[dtype, 8](0)
+                v = v.insert[offset=0](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0)))
+                v = v.insert[offset=2](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0)))
+                v = v.insert[offset=4](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r0 + c0 + 8)))
+                v = v.insert[offset=6](xs.unsafe_load[width=2, alignment = 2 * size_of[dtype]()](x_at + padded(TC_ROW * r1 + c0 + 8)))
                 var a = split3(rebind[SIMD[DType.float32, 8]](v))
                 wgmma_fence_aligned()
                 comptime for i in range(6):
