@@ -25,6 +25,9 @@ SCRATCH_DTYPES = {torch.float64: torch.float64}  # grad_kernel's partial sums: f
 # The address of PyTorch's current stream on a device (what torch.compile's
 # generated code asks for); absent from builds of torch without CUDA.
 current_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+# The current device's index: torch.cuda.current_device() without its
+# Python wrapper, which the calls here, on a CUDA tensor, do not need.
+current_device = getattr(torch._C, "_cuda_getDevice", None)
 
 _lock = threading.Lock()
 _modules: dict[str, ModuleType] = {}
@@ -73,8 +76,8 @@ def correlate(
     kernel (channels, k), then bias (channels,) and SiLU where given. The
     tensors' device is made current for the launch when it is not, as a
     torch op does."""
-    index = input.device.index
-    if index != torch.cuda.current_device():
+    index = input.get_device()
+    if index != current_device():
         with torch.cuda.device(index):
             correlate(output, input, kernel, shift, flip, channels, bias, silu)
         return
@@ -97,8 +100,8 @@ def grad_kernel(
     anything else grad_kernel_channels_gpu (a thread per run of positions,
     for a few taps per channel). Their scratch comes from PyTorch's caching
     allocator on this stream: reused only by work queued behind them."""
-    index = input.device.index
-    if index != torch.cuda.current_device():
+    index = input.get_device()
+    if index != current_device():
         with torch.cuda.device(index):
             grad_kernel(grad_kernel, grad_output, input, shift, channels)
         return

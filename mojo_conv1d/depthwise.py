@@ -59,8 +59,11 @@ def _register_kernels(device: str, backend) -> None:
     runs the Mojo kernels."""
 
     def depthwise_correlate(x, weight, bias, shift, flip, n_out, silu):
-        weight = _contiguous(weight)
-        bias = None if bias is None else _contiguous(bias)
+        # weight is (C, K), or (C, 1, K) from depthwise_conv1d's direct call.
+        if not weight.is_contiguous():
+            weight = weight.contiguous()
+        if bias is not None and not bias.is_contiguous():
+            bias = bias.contiguous()
         if not x.is_contiguous():
             if _channels_last(x):
                 out = _new_output(x, n_out)
@@ -157,20 +160,25 @@ torch.library.register_autograd(
 
 def _check_args(x, weight, bias, padding, activation) -> None:
     """Clear Python errors, naming the argument, before anything reaches Mojo."""
-    # The common case in one expression; the checks below only name what is wrong.
-    if (
-        isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)
-        and x.dtype in _SUPPORTED and weight.dtype is x.dtype
-        and 1 < x.ndim < 4 and x.numel()
-        and (weight.ndim == 2 or (weight.ndim == 3 and weight.shape[1] == 1))
-        and weight.shape[0] == x.shape[-2] and weight.shape[-1]
-        and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype is x.dtype and bias.shape == weight.shape[:1]
-                              and bias.device == x.device))
-        and weight.device == x.device and x.device.type in ("cpu", "cuda")
-        and (padding == "causal" or padding == "same" or (padding == "valid" and weight.shape[-1] <= x.shape[-1]))
-        and (activation is None or activation == "silu")
-    ):
-        return
+    # The common case first, each attribute read once (this runs on every
+    # call); the checks below only name what is wrong.
+    if isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor):
+        dtype, shape, w_shape = x.dtype, x.shape, weight.shape
+        if (
+            dtype in _SUPPORTED and weight.dtype is dtype
+            and 1 < len(shape) < 4 and 0 not in shape
+            and (len(w_shape) == 2 or (len(w_shape) == 3 and w_shape[1] == 1))
+            and w_shape[0] == shape[-2] and w_shape[-1]
+            and (padding == "causal" or padding == "same" or (padding == "valid" and w_shape[-1] <= shape[-1]))
+            and (activation is None or activation == "silu")
+        ):
+            device = x.device
+            if (
+                (device.type == "cuda" or device.type == "cpu") and weight.device == device
+                and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype is dtype
+                                      and bias.shape == w_shape[:1] and bias.device == device))
+            ):
+                return
     for name, t in (("x", x), ("weight", weight), ("bias", bias)):
         if t is None and name == "bias":
             continue
@@ -218,10 +226,7 @@ def depthwise_conv1d(
     bfloat16, float32 and float64; sums accumulate in float32 (float64 for
     float64). Differentiable in x, weight and bias."""
     _check_args(x, weight, bias, padding, activation)
-    k = weight.shape[-1]
-    if weight.dim() == 3:
-        weight = weight.reshape(weight.shape[0], k)
-    n_out = x.shape[-1]
+    k, n_out = weight.shape[-1], x.shape[-1]
     if padding == "causal":
         shift = k - 1
     elif padding == "same":
@@ -234,7 +239,10 @@ def depthwise_conv1d(
     ):
         raise NotImplementedError("depthwise_conv1d: forward-mode AD (dual tensors) is not supported; use backward()")
     if _direct(x, weight, bias):
+        # The body reads a (C, 1, K) weight as (C, K); only autograd needs the reshape.
         return _BODIES["depthwise_correlate", x.device.type](x, weight, bias, shift, False, n_out, silu)
+    if weight.dim() == 3:
+        weight = weight.reshape(weight.shape[0], k)
     return _correlate(x, weight, bias, shift, False, n_out, silu)
 
 

@@ -73,24 +73,31 @@ def _contiguous(t: torch.Tensor) -> torch.Tensor:
 _BODIES: dict[tuple[str, str], Callable] = {}
 
 
-def _direct(*tensors: torch.Tensor | None) -> bool:
+_PLAIN = frozenset((torch.Tensor, torch.nn.Parameter))
+_is_compiling = torch.compiler.is_compiling
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+_function_modes = torch._C._len_torch_function_stack
+_transforms = torch._C._are_functorch_transforms_active
+_tracing = torch._C._get_tracing_state
+_profiling = torch._C._autograd._profiler_enabled
+
+
+def _direct(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None) -> bool:
     """Whether a call may run its op's body itself. Going through the
     dispatcher to the body registered with impl costs a call a few
     microseconds (docs/call_cost.md), and the dispatcher only passes the
     call on when the tensors are plain (or Parameters), nothing needs a
     gradient and nothing watches: no torch.compile, functorch transform,
     tracer, profiler, dispatch mode or function mode. Anything else goes
-    through the op."""
-    return (
-        not torch.compiler.is_compiling()  # first: Dynamo cannot trace the checks below
-        and all(t is None or type(t) is torch.Tensor or type(t) is torch.nn.Parameter for t in tensors)
-        and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
-        and not torch._C._len_torch_dispatch_stack()
-        and not torch._C._len_torch_function_stack()
-        and not torch._C._are_functorch_transforms_active()
-        and not torch._C._get_tracing_state()
-        and not torch._C._autograd._profiler_enabled()
-    )
+    through the op. Written out tensor by tensor: this runs on every call,
+    and a generator over the tensors cost more than the checks."""
+    if _is_compiling():  # first: Dynamo cannot trace the checks below
+        return False
+    if type(a) not in _PLAIN or type(b) not in _PLAIN or (c is not None and type(c) not in _PLAIN):
+        return False
+    if (a.requires_grad or b.requires_grad or (c is not None and c.requires_grad)) and torch.is_grad_enabled():
+        return False
+    return not (_dispatch_modes() or _function_modes() or _transforms() or _tracing() or _profiling())
 
 
 # The three ops, defined with torch.library.define and given their kernels
