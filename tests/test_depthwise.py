@@ -376,22 +376,26 @@ def test_cuda_unaligned_rows_and_non_finite_inputs():
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("flip", [False, True])
-@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("k, weight_offset", [(2, 0), (3, 0), (4, 0), (4, 1)])
 @pytest.mark.parametrize("length", [2000, 3000])
-def test_fewer_taps_than_four_with_non_finite_inputs(length, k, flip, dtype, device):
-    """Filters of 2 or 3 taps go through the GPU's 4-tap kernel with zero
-    taps after their own. A zero tap times an infinite input is NaN where the
-    sum has no such term, so outputs that come out infinite or NaN are
-    computed again over the real taps: the pattern of non-finite outputs is
-    exact, for taps read forward and reversed (the input's gradient). (Rows
-    of 2000 16-bit values are two tiles, one block's pass of two; rows of
+def test_short_filters_with_non_finite_inputs(length, k, weight_offset, flip, dtype, device):
+    """The GPU's 4-tap kernel reads four aligned taps in one load; filters
+    of 2 or 3 taps, and 4 taps not aligned for that (a view one element
+    into its storage), go through its other loop, with zero taps after
+    theirs. A zero tap times an infinite input is NaN where the sum has no
+    such term, so there outputs that come out infinite or NaN are computed
+    again over the real taps: the pattern of non-finite outputs is exact,
+    for taps read forward and reversed (the input's gradient). (Rows of
+    2000 16-bit values are two tiles, one block's pass of two; rows of
     3000, three tiles in blocks of one.)"""
     x = random((2, 3, length), "cpu", seed=50)
     x[0, 1, 1000], x[1, 2, 1500], x[0, 0, length - 1], x[1, 0, 0] = float("inf"), float("-inf"), float("nan"), float("inf")
     w = random((3, k), "cpu", seed=51)
     x, w = x.to(dtype), w.to(dtype)
+    w_on = torch.empty(3 * k + weight_offset, dtype=dtype, device=device)[weight_offset:].view(3, k)
+    w_on.copy_(w)
     shift = k - 1
-    got = torch.ops.mojo_conv1d.depthwise_correlate(x.to(device), w.to(device), None, shift, flip, length, False).cpu().double()
+    got = torch.ops.mojo_conv1d.depthwise_correlate(x.to(device), w_on, None, shift, flip, length, False).cpu().double()
     # out[t] = sum over j of x[t + j - shift] * w'[j], w' reversed when flip, zeros outside the row.
     xd, wd = x.double(), (w.double().flip(-1) if flip else w.double())
     padded = F.pad(xd, (shift, k - 1 - shift))

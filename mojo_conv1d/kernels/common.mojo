@@ -14,11 +14,31 @@ Sizes are runtime values, so one compiled kernel serves every length.
 """
 
 from std.math import exp, isfinite
+from std.memory import bitcast
 from std.sys import is_nvidia_gpu, llvm_intrinsic, size_of
 
 
 # Sums run in float32, or float64 for float64 data.
 comptime accum_type[dtype: DType] = DType.float64 if dtype == DType.float64 else DType.float32
+
+
+@always_inline
+def widen_pairs[width: SIMDLength, //](h: SIMD[DType.bfloat16, width]) -> SIMD[DType.float32, width]:
+    """h in float32 without conversions, two values per 32-bit word: the low
+    half shifted up, the high half masked in place (a bfloat16 is the top
+    half of the float32 of the same value)."""
+    var u = bitcast[DType.uint32, width // 2](h)
+    return bitcast[DType.float32, width]((u << 16).interleave(u & 0xFFFF0000))
+
+
+@always_inline
+def to_accum[dtype: DType, width: SIMDLength](v: SIMD[dtype, width]) -> SIMD[accum_type[dtype], width]:
+    """v in the accumulator type: bfloat16 by widen_pairs, one instruction a
+    value where a conversion of the high half took two."""
+    comptime if dtype == DType.bfloat16:
+        return rebind[SIMD[accum_type[dtype], width]](widen_pairs(rebind[SIMD[DType.bfloat16, width]](v)))
+    else:
+        return v.cast[accum_type[dtype]]()
 
 # The bits of the GPU kernels' `flags` argument.
 comptime LOAD_VECTORS = 1  # input rows (and shift) allow 16-byte loads
@@ -26,6 +46,8 @@ comptime STORE_VECTORS = 2  # output rows allow 16-byte stores
 comptime FLIP = 4  # the taps are read reversed
 comptime HAS_BIAS = 8  # add the channel's bias
 comptime SILU = 16  # then apply SiLU
+comptime WHOLE_VECTORS = 32  # short kernel: rows of whole aligned vectors, below 2^30 values (loads checked in 32 bits)
+comptime TAP_VECTOR = 64  # short kernel: SMALL_STEP taps a filter, aligned for one load
 
 comptime THREADS = 64  # threads per block (tiled and window kernels, gradient reduction); a multiple of any warp/wavefront size
 

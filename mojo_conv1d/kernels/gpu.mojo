@@ -15,7 +15,7 @@ from std.math import ceildiv
 from std.sys import size_of
 from max.gpu.host import DeviceAttribute, DeviceContext, DeviceStream
 
-from .common import FLIP, HAS_BIAS, LOAD_VECTORS, SILU, STORE_VECTORS, THREADS, accum_type
+from .common import FLIP, HAS_BIAS, LOAD_VECTORS, SILU, STORE_VECTORS, TAP_VECTOR, THREADS, WHOLE_VECTORS, accum_type
 from .grad_kernel import (
     G_VECTORS,
     GRAD_BLOCKS,
@@ -166,6 +166,15 @@ def correlate_gpu[
             var batch_blocks = min(GRID_Y, ceildiv(batches, group))
             var first_tap = kernel.unsafe_offset(k - 1 if flip else 0)
             var w_stride = Int32(k if channels > 1 else 0)
+            # Loads start on a multiple of VW, so in aligned rows of whole
+            # vectors each lies inside the row or wholly outside it: the
+            # kernel checks one 32-bit index per load where rows are short
+            # enough for that.
+            var whole = loads_ok and n % VW == 0 and n < (1 << 30) and abs(shift + d) < (1 << 30)
+            var short_flags = flags | (WHOLE_VECTORS if whole else 0)
+            # SMALL_STEP taps, every filter's aligned for one load.
+            if k == SMALL_STEP and Int(kernel) % (SMALL_STEP * size_of[dtype]()) == 0:
+                short_flags |= TAP_VECTOR
             comptime for D in range(VW if known_k == 0 else 1):
                 if d == D:
                     # The kernel with 4 taps at most (Mamba's) needs fewer registers.
@@ -180,7 +189,7 @@ def correlate_gpu[
                                             stream.enqueue_function(
                                                 ctx.compile_function[short](),
                                                 output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
-                                                Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(flags),
+                                                Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(short_flags),
                                                 grid_dim=(splits, across, batch_blocks) if splits_x else (across, batch_blocks, splits),
                                                 block_dim=SMALL_THREADS,
                                             )

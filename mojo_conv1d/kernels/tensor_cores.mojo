@@ -29,7 +29,7 @@ from std.math import ceildiv, isfinite
 from std.sys import size_of
 from std.utils import StaticTuple
 from max.gpu.globals import MAX_THREADS_PER_BLOCK_METADATA
-from std.memory import bitcast, stack_allocation
+from std.memory import stack_allocation
 from max.gpu import barrier, block_idx, grid_dim, thread_idx
 from max.gpu.compute.mma import (
     WGMMADescriptor,
@@ -58,6 +58,7 @@ from .common import (
     finish,
     split_tile,
     tap_value,
+    widen_pairs,
 )
 
 
@@ -104,14 +105,6 @@ def padded(i: Int) -> Int:
 
 comptime TC_BUFFER = padded(TC_SPAN) + 8  # one buffer of staged inputs
 comptime TC_Y_ROW = TC_ROW + 8  # a row of D staged for the stores: 8 unused slots keep a warp's writes on different banks
-
-
-@always_inline
-def widen_pairs[width: SIMDLength, //](h: SIMD[DType.bfloat16, width]) -> SIMD[DType.float32, width]:
-    """h in float32 without conversions, two values per 32-bit word: the low
-    half shifted up, the high half masked in place."""
-    var u = bitcast[DType.uint32, width // 2](h)
-    return bitcast[DType.float32, width]((u << 16).interleave(u & 0xFFFF0000))
 
 
 @always_inline

@@ -23,6 +23,8 @@ from .common import (
     LOAD_VECTORS,
     SILU,
     STORE_VECTORS,
+    TAP_VECTOR,
+    WHOLE_VECTORS,
     accum_type,
     channel_of,
     finish,
@@ -32,6 +34,7 @@ from .common import (
     split_tile,
     store_vector,
     tap_value,
+    to_accum,
 )
 
 
@@ -190,11 +193,17 @@ def correlate_window_gpu_kernel[
 
 @always_inline
 def short_taps[
-    dtype: DType, KMAX: Int
+    dtype: DType, KMAX: Int, VECTOR: Bool
 ](first_tap: Pointer[Scalar[dtype], MutAnyOrigin], k: Int, step: Int32) -> SIMD[accum_type[dtype], SMALL_TAPS]:
     """The short kernel's k <= KMAX taps, read from first_tap by steps of
-    step (-1 for a flipped filter), in the accumulator type."""
+    step (-1 for a flipped filter), in the accumulator type. With VECTOR
+    they are k = KMAX taps aligned for one load, ending at first_tap when
+    flipped."""
     var w = SIMD[accum_type[dtype], SMALL_TAPS](0)
+    comptime if VECTOR:
+        var start = first_tap.unsafe_offset(1 - KMAX if step < 0 else 0)
+        var taps = to_accum(start.unsafe_load[width=KMAX, alignment = KMAX * size_of[dtype]()](0))
+        return w.insert[offset=0](taps.reversed() if step < 0 else taps)
     comptime for j in range(KMAX):
         if j < k:
             w[j] = first_tap.unsafe_load(Int(Int32(j) * step)).cast[accum_type[dtype]]()
@@ -268,14 +277,15 @@ def correlate_short_gpu_kernel[
     var K = Int(k)
     var load_io = flags & LOAD_VECTORS != 0
     var back = Int(shift) + D  # the first load starts this far before the outputs
-    # Loads start on a multiple of VW (D makes them), so with aligned rows
-    # of whole vectors each load lies inside the row or wholly outside it;
-    # in rows shorter than 2^30 its index is then checked in 32 bits.
-    var fits = load_io and N % VW == 0 and N < (1 << 30) and abs(back) < (1 << 30)
+    # Loads start on a multiple of VW (D makes them), so in aligned rows of
+    # whole vectors each lies inside the row or wholly outside it, and the
+    # host says when rows are short enough to check its index in 32 bits.
+    var fits = flags & WHOLE_VECTORS != 0
     var store_io = flags & STORE_VECTORS != 0
     var flip = flags & FLIP != 0
     var has_bias = flags & HAS_BIAS != 0
     var silu = flags & SILU != 0
+    var tap_vector = flags & TAP_VECTOR != 0
     # The grid's (filters, batches, splits), or (splits, filters, batches) with SPLITS_X.
     var filters = Int(grid_dim.y) if SPLITS_X else Int(grid_dim.x)
     var channel = Int(block_idx.y) if SPLITS_X else Int(block_idx.x)
@@ -284,6 +294,7 @@ def correlate_short_gpu_kernel[
     var w_row = taps.unsafe_offset(channel * Int(w_stride))
     var step = Int32(-1) if flip else Int32(1)  # taps points at the last tap when flipped
     var o = tid * Int32(R)  # this thread's first output (and first load) in a tile
+    var q = o - Int32(back) if fits else Int32(0)  # this thread's first load, from a tile's first output
 
     @always_inline
     @__parameter
@@ -302,7 +313,7 @@ def correlate_short_gpu_kernel[
         @always_inline
         @__parameter
         def read_taps():
-            w = short_taps[dtype, KMAX](w_row, kk, step)
+            w = short_taps[dtype, KMAX, EXACT](w_row, kk, step)
             if has_bias:
                 start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]()
 
@@ -324,13 +335,12 @@ def correlate_short_gpu_kernel[
                         if fits:
                             # Load v of this thread lies inside the row when
                             # its first index, as unsigned, is below n.
-                            var b = t * Int32(SPAN) - Int32(back)  # the tile's first load
-                            var x_at = x_row.unsafe_offset(Int(b))
+                            var at = t * Int32(SPAN) + q  # this thread's first load in tile t
+                            var x_at = x_row.unsafe_offset(Int(at))
                             comptime for v in range(LOADS):
                                 if v * VW < needed:
-                                    var p = o + Int32(v * VW)
-                                    if UInt32(b + p) < UInt32(N):
-                                        raws = raws.insert[offset = u * WIN + v * VW](x_at.unsafe_load[width=VW, alignment=16](p))
+                                    if UInt32(at + Int32(v * VW)) < UInt32(N):
+                                        raws = raws.insert[offset = u * WIN + v * VW](x_at.unsafe_load[width=VW, alignment=16](v * VW))
                         else:
                             var base = Int(t) * SPAN - back
                             comptime for v in range(LOADS):
@@ -346,12 +356,12 @@ def correlate_short_gpu_kernel[
                     var t = tile + Int32(u) * splits
                     if u == 0 or t < tiles_per_row:
                         var first = Int(t) * SPAN
-                        var raw = raws.slice[WIN, offset = u * WIN]()
+                        var xs = to_accum(raws.slice[WIN, offset = u * WIN]())
                         var sums = SIMD[acc, R](start)
                         comptime if KMAX == SMALL_STEP:
                             comptime for j in range(KMAX):
                                 comptime for r in range(R):
-                                    sums[r] += raw[D + r + j].cast[acc]() * w[j]
+                                    sums[r] += xs[D + r + j] * w[j]
                         else:
                             comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
                                 if s == 0 or s * SMALL_STEP < K:  # k >= 1
@@ -360,7 +370,7 @@ def correlate_short_gpu_kernel[
                                         comptime if j < KMAX:
                                             if j == 0 or j < K:
                                                 comptime for r in range(R):
-                                                    sums[r] += raw[D + r + j].cast[acc]() * w[j]
+                                                    sums[r] += xs[D + r + j] * w[j]
                         var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
                         if store_io and first + SPAN <= NO:
                             out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
@@ -377,7 +387,7 @@ def correlate_short_gpu_kernel[
             batch += batch_step
 
     comptime if KMAX == SMALL_STEP:
-        if K == KMAX:
+        if K == KMAX and tap_vector:
             pass_over_tiles[True]()
         else:
             pass_over_tiles[False]()
