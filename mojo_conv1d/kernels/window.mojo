@@ -300,11 +300,13 @@ def correlate_short_gpu_kernel[
     @__parameter
     def pass_over_tiles[EXACT: Bool]():
         """The block's tiles, U a pass. With KMAX = SMALL_STEP taps no
-        product is predicated: EXACT where k = KMAX, else the taps past
-        k are zeros and outputs that come out infinite or NaN are computed
-        again (a zero tap times an infinite input is NaN). Two copies of the
-        loop, since a branch on k inside one was compiled as both sums and a
-        select, and a check of every sum slowed the k = KMAX case."""
+        product is predicated: EXACT where k = KMAX and the host found the
+        filters aligned for one load of their taps (TAP_VECTOR), else the
+        taps past k are zeros and outputs that come out infinite or NaN are
+        computed again (a zero tap times an infinite input is NaN). Two
+        copies of the loop, since a branch on k inside one was compiled as
+        both sums and a select, and a check of every sum slowed the
+        k = KMAX case."""
         var kk = KMAX if EXACT else K
         var needed = D + R + kk - 1  # window values used
         var w = SIMD[acc, SMALL_TAPS](0)  # zeros past the k taps
