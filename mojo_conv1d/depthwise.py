@@ -60,10 +60,8 @@ def _register_kernels(device: str, backend) -> None:
 
     def depthwise_correlate(x, weight, bias, shift, flip, n_out, silu):
         # weight is (C, K), or (C, 1, K) from depthwise_conv1d's direct call.
-        if not weight.is_contiguous():
-            weight = weight.contiguous()
-        if bias is not None and not bias.is_contiguous():
-            bias = bias.contiguous()
+        weight = _contiguous(weight)
+        bias = None if bias is None else _contiguous(bias)
         if not x.is_contiguous():
             if _channels_last(x):
                 out = _new_output(x, n_out)
