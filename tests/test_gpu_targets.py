@@ -20,7 +20,8 @@ APPLE_HARNESS = REPO / "tests" / "gpu_build" / "instantiate_kernels_apple.mojo"
 # counted apart: each has one per input offset in a 16-byte vector and bound
 # on the taps (4 or 12), so 2 * (16 // element size) per dtype, and the
 # forward's has its 4-tap 16-bit ones once more, taking two tiles a pass,
-# and its 4-tap float32 ones, with the splits the grid's x.
+# and its 4-tap float32 ones, with the splits the grid's x; then all its
+# 4-tap ones once more, the exact kernel for aligned taps and rows.
 KERNELS = {
     ("tiled", "correlate_gpu_kernel"): (1, 13),
     ("window", "correlate_window_gpu_kernel"): (1, 13),
@@ -63,7 +64,8 @@ TARGETS = [
 ]
 # Short-kernel instantiations: float16, bfloat16, float32 (and float64).
 GRAD_SHORT = {4: 2 * (8 + 8 + 4 + 2), 3: 2 * (8 + 8 + 4)}
-SHORT = {dtypes: count + 8 + 8 + 4 for dtypes, count in GRAD_SHORT.items()}
+EXACT_SHORT = {4: (8 + 8) * 2 + 4 * 2 + 2, 3: (8 + 8) * 2 + 4 * 2}
+SHORT = {dtypes: count + 8 + 8 + 4 + EXACT_SHORT[dtypes] for dtypes, count in GRAD_SHORT.items()}
 
 
 @pytest.mark.parametrize(("target", "suffix", "harness", "dtypes"), TARGETS, ids=[t[0] for t in TARGETS])
@@ -127,7 +129,7 @@ def test_gpu_extension_builds_for(target):
     """gpu_ops.mojo, the module the CUDA (or ROCm) path loads, built the way
     _gpu.py builds it on a GPU machine; it loads here too, where only making
     a context would fail. Its library holds every kernel for the target: on
-    sm_90 the 132 of the window, tiled and grad_kernel families (64 short
+    sm_90 the 174 of the window, tiled and grad_kernel families (106 short
     kernels in window, 44 in grad_kernel) and the 7 on the tensor cores, as
     PTX."""
     from mojo_conv1d import _gpu, build
@@ -137,7 +139,7 @@ def test_gpu_extension_builds_for(target):
     families = {family: data.count(f"kernels_{family}_".encode()) for family in ("window", "tiled", "grad_kernel", "tensor_cores")}
     if target == "sm_90":
         entries = re.findall(rb"\.visible \.entry kernels_([a-z]+(?:_cores)?)_", data)
-        assert len(entries) == 139, entries
+        assert len(entries) == 181, entries
         assert entries.count(b"tensor_cores") == 7, entries
     else:
         assert families["tensor_cores"] == 0 and all(families[f] for f in ("window", "tiled", "grad_kernel")), families

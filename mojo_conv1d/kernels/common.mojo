@@ -16,10 +16,23 @@ Sizes are runtime values, so one compiled kernel serves every length.
 from std.math import exp, isfinite
 from std.memory import bitcast
 from std.sys import is_nvidia_gpu, llvm_intrinsic, size_of
+from std.sys._assembly import inlined_assembly
 
 
 # Sums run in float32, or float64 for float64 data.
 comptime accum_type[dtype: DType] = DType.float64 if dtype == DType.float64 else DType.float32
+
+
+@always_inline
+def wide_product(a: Int32, b: Int32) -> Int:
+    """a * b in 64 bits. On NVIDIA GPUs one mul.wide.s32: LLVM forms it only
+    from values that were 32-bit all along, not from a kernel's 64-bit
+    arguments or thread indices narrowed to 32 bits, and a 64-bit product
+    there takes five instructions."""
+    comptime if is_nvidia_gpu():
+        return Int(inlined_assembly["mul.wide.s32 $0, $1, $2;", Int64, constraints="=l,r,r", has_side_effect=False](a, b))
+    else:
+        return Int(a) * Int(b)
 
 
 @always_inline
@@ -46,8 +59,7 @@ comptime STORE_VECTORS = 2  # output rows allow 16-byte stores
 comptime FLIP = 4  # the taps are read reversed
 comptime HAS_BIAS = 8  # add the channel's bias
 comptime SILU = 16  # then apply SiLU
-comptime WHOLE_VECTORS = 32  # short kernel: rows of whole aligned vectors, below 2^30 values (loads checked in 32 bits)
-comptime TAP_VECTOR = 64  # short kernel: SMALL_STEP taps a filter, aligned for one load
+comptime WHOLE_VECTORS = 32  # short kernel: aligned rows of whole vectors, in and out below 2^30 values (indices in 32 bits)
 
 comptime THREADS = 64  # threads per block (tiled and window kernels, gradient reduction); a multiple of any warp/wavefront size
 

@@ -15,7 +15,7 @@ from std.math import ceildiv
 from std.sys import size_of
 from max.gpu.host import DeviceAttribute, DeviceContext, DeviceStream
 
-from .common import FLIP, HAS_BIAS, LOAD_VECTORS, SILU, STORE_VECTORS, TAP_VECTOR, THREADS, WHOLE_VECTORS, accum_type
+from .common import FLIP, HAS_BIAS, LOAD_VECTORS, SILU, STORE_VECTORS, THREADS, WHOLE_VECTORS, accum_type
 from .grad_kernel import (
     G_VECTORS,
     GRAD_BLOCKS,
@@ -137,14 +137,26 @@ def correlate_gpu[
         if K <= SMALL_K:
             # The kernel for this offset of the first input within a vector.
             var d = to_aligned
+            # Loads start on a multiple of VW, so in aligned rows of whole
+            # vectors each lies inside the row or wholly outside it: the
+            # kernel checks one 32-bit index per load, and keeps every index
+            # within a row in 32 bits, where rows are short enough for that
+            # and the output's rows are aligned too.
+            var whole = loads_ok and stores_ok and n % VW == 0 and n < (1 << 30) and NO < (1 << 30) and abs(shift + d) < (1 << 30)
+            var short_flags = flags | (WHOLE_VECTORS if whole else 0)
+            # SMALL_STEP taps, every filter's aligned for one load, in such
+            # rows: the kernel with nothing else to check.
+            var exact = known_k == 0 and whole and k == SMALL_STEP and Int(kernel) % (SMALL_STEP * size_of[dtype]()) == 0
             # Each row in enough blocks for about SHORT_BLOCKS in all.
             var tiles_per_row = ceildiv(NO, SMALL_THREADS * VW)
             var splits = max(1, min(tiles_per_row, ceildiv(SHORT_BLOCKS, rows)))
             # 16-bit data up to SMALL_STEP taps: a block that walks its row's
             # tiles in order takes two a pass, so that their loads go out
-            # together, and a row of two tiles is one block's pass.
+            # together, and a row of two tiles is one block's pass, except
+            # in the exact kernel, whose setup is short enough that a block
+            # a tile measured faster.
             var pairs = size_of[dtype]() == 2 and K <= SMALL_STEP
-            if pairs and tiles_per_row == 2:
+            if pairs and tiles_per_row == 2 and not exact:
                 splits = 1
             var per_pass = 2 if pairs and splits == 1 and tiles_per_row >= 2 else 1
             var across = channels if channels > 1 else rows
@@ -166,15 +178,6 @@ def correlate_gpu[
             var batch_blocks = min(GRID_Y, ceildiv(batches, group))
             var first_tap = kernel.unsafe_offset(k - 1 if flip else 0)
             var w_stride = Int32(k if channels > 1 else 0)
-            # Loads start on a multiple of VW, so in aligned rows of whole
-            # vectors each lies inside the row or wholly outside it: the
-            # kernel checks one 32-bit index per load where rows are short
-            # enough for that.
-            var whole = loads_ok and n % VW == 0 and n < (1 << 30) and abs(shift + d) < (1 << 30)
-            var short_flags = flags | (WHOLE_VECTORS if whole else 0)
-            # SMALL_STEP taps, every filter's aligned for one load.
-            if k == SMALL_STEP and Int(kernel) % (SMALL_STEP * size_of[dtype]()) == 0:
-                short_flags |= TAP_VECTOR
             comptime for D in range(VW if known_k == 0 else 1):
                 if d == D:
                     # The kernel with 4 taps at most (Mamba's) needs fewer registers.
@@ -184,16 +187,17 @@ def correlate_gpu[
                             if (K <= SMALL_STEP) == (KM == 0):
                                 comptime for U in range(1, 3 if KMAX == SMALL_STEP and size_of[dtype]() == 2 else 2):
                                     comptime for X in range(2 if known_k == 0 and KMAX == SMALL_STEP and size_of[dtype]() == 4 else 1):
-                                        if per_pass == U and splits_x == (X == 1):
-                                            comptime short = correlate_short_gpu_kernel[dtype, D, KMAX, U, X == 1]
-                                            stream.enqueue_function(
-                                                ctx.compile_function[short](),
-                                                output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
-                                                Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(short_flags),
-                                                grid_dim=(splits, across, batch_blocks) if splits_x else (across, batch_blocks, splits),
-                                                block_dim=SMALL_THREADS,
-                                            )
-                                            return
+                                        comptime for E in range(2 if known_k == 0 and KMAX == SMALL_STEP else 1):
+                                            if per_pass == U and splits_x == (X == 1) and exact == (E == 1):
+                                                comptime short = correlate_short_gpu_kernel[dtype, D, KMAX, U, X == 1, E == 1]
+                                                stream.enqueue_function(
+                                                    ctx.compile_function[short](),
+                                                    output, input, first_tap, b, Int64(n), Int64(NO), Int64(shift),
+                                                    Int32(k), w_stride, Int32(batches), Int32(tiles_per_row), Int32(short_flags),
+                                                    grid_dim=(splits, across, batch_blocks) if splits_x else (across, batch_blocks, splits),
+                                                    block_dim=SMALL_THREADS,
+                                                )
+                                                return
             raise Error("correlate_gpu: the puzzle's kernel is built for shift 0")
     comptime if known_k == 0 or (known_k > SMALL_K and known_k <= WINDOW_K):
         if window_kernel_for[dtype](K, window_k) == 1:

@@ -23,7 +23,6 @@ from .common import (
     LOAD_VECTORS,
     SILU,
     STORE_VECTORS,
-    TAP_VECTOR,
     WHOLE_VECTORS,
     accum_type,
     channel_of,
@@ -35,6 +34,7 @@ from .common import (
     store_vector,
     tap_value,
     to_accum,
+    wide_product,
 )
 
 
@@ -215,7 +215,7 @@ def short_taps[
     `nvvm.minctasm`=SIMDLength(short_blocks_per_sm[dtype, KMAX]()),
 )
 def correlate_short_gpu_kernel[
-    dtype: DType, D: Int, KMAX: Int, U: Int, SPLITS_X: Bool
+    dtype: DType, D: Int, KMAX: Int, U: Int, SPLITS_X: Bool, EXACT: Bool
 ](
     output: Pointer[Scalar[dtype], MutAnyOrigin],
     input: Pointer[Scalar[dtype], MutAnyOrigin],
@@ -255,7 +255,11 @@ def correlate_short_gpu_kernel[
     registers. Up to SMALL_K the products are k per output, in branches of
     SMALL_STEP taps; up to SMALL_STEP every output takes SMALL_STEP
     unpredicated products, the taps past k being zeros (pass_over_tiles
-    says how that stays exact). The sums
+    says how that stays exact). EXACT is the host's choice where k =
+    SMALL_STEP, every filter is aligned for one load of its taps and the
+    rows take 32-bit indices (WHOLE_VECTORS): only that case is compiled,
+    so nothing else is checked and a block's setup is short, which is most
+    of its time where it has one tile. The sums
     start at the channel's bias (zero without one), then `finish` applies
     SiLU. U tiles make a pass (1, or 2 for 16-bit data where a block walks
     its row's tiles in order): every load of the pass goes out before any
@@ -278,120 +282,151 @@ def correlate_short_gpu_kernel[
     var load_io = flags & LOAD_VECTORS != 0
     var back = Int(shift) + D  # the first load starts this far before the outputs
     # Loads start on a multiple of VW (D makes them), so in aligned rows of
-    # whole vectors each lies inside the row or wholly outside it, and the
-    # host says when rows are short enough to check its index in 32 bits.
+    # whole vectors each lies inside the row or wholly outside it; the host
+    # says when rows (input and output) are also short enough for every
+    # offset within one to be 32-bit.
     var fits = flags & WHOLE_VECTORS != 0
     var store_io = flags & STORE_VECTORS != 0
     var flip = flags & FLIP != 0
     var has_bias = flags & HAS_BIAS != 0
     var silu = flags & SILU != 0
-    var tap_vector = flags & TAP_VECTOR != 0
     # The grid's (filters, batches, splits), or (splits, filters, batches) with SPLITS_X.
-    var filters = Int(grid_dim.y) if SPLITS_X else Int(grid_dim.x)
-    var channel = Int(block_idx.y) if SPLITS_X else Int(block_idx.x)
+    var filters = Int32(grid_dim.y) if SPLITS_X else Int32(grid_dim.x)
+    var channel = Int32(block_idx.y) if SPLITS_X else Int32(block_idx.x)
     var batch_step = Int32(grid_dim.z) if SPLITS_X else Int32(grid_dim.y)
     var splits = Int32(grid_dim.x) if SPLITS_X else Int32(grid_dim.z)
-    var w_row = taps.unsafe_offset(channel * Int(w_stride))
+    var w_row = taps.unsafe_offset(wide_product(channel, w_stride))
     var step = Int32(-1) if flip else Int32(1)  # taps points at the last tap when flipped
     var o = tid * Int32(R)  # this thread's first output (and first load) in a tile
-    var q = o - Int32(back) if fits else Int32(0)  # this thread's first load, from a tile's first output
 
     @always_inline
     @__parameter
-    def pass_over_tiles[EXACT: Bool]():
+    def pass_over_tiles[EXACT: Bool, FITS: Bool]():
         """The block's tiles, U a pass. With KMAX = SMALL_STEP taps no
-        product is predicated: EXACT where k = KMAX and the host found the
-        filters aligned for one load of their taps (TAP_VECTOR), else the
-        taps past k are zeros and outputs that come out infinite or NaN are
-        computed again (a zero tap times an infinite input is NaN). Two
-        copies of the loop, since a branch on k inside one was compiled as
-        both sums and a select, and a check of every sum slowed the
-        k = KMAX case."""
+        product is predicated: EXACT reads k = KMAX taps in one load; else
+        the taps past k are zeros and outputs that come out infinite or NaN
+        are computed again (a zero tap times an infinite input is NaN).
+        FITS (the host's WHOLE_VECTORS) computes every index within a row
+        in 32 bits. Each case is a copy of the loop of its own: a branch on
+        k inside one was compiled as both sums and a select, a check of
+        every sum slowed the k = KMAX case, and 64-bit indices took as many
+        instructions as a tile's sums."""
         var kk = KMAX if EXACT else K
         var needed = D + R + kk - 1  # window values used
         var w = SIMD[acc, SMALL_TAPS](0)  # zeros past the k taps
         var start = Scalar[acc](0)  # the channel's bias, or zero
+        var n32 = Int32(n)  # exact with FITS, like the two below
+        var no32 = Int32(n_out)
+        var q = o - Int32(back)  # this thread's first load, from a tile's first output
 
         @always_inline
         @__parameter
         def read_taps():
             w = short_taps[dtype, KMAX, EXACT](w_row, kk, step)
             if has_bias:
-                start = bias.unsafe_load(channel if w_stride != 0 else 0).cast[acc]()
+                start = bias.unsafe_load(Int(channel) if w_stride != 0 else 0).cast[acc]()
 
-        comptime if U == 1:
-            read_taps()
-        var first_pass = True
-        var batch = Int32(block_idx.z) if SPLITS_X else Int32(block_idx.y)
-        while batch < batches:
-            var row = Int(batch) * filters + channel
-            var x_row = input.unsafe_offset(row * N)
-            var out_row = output.unsafe_offset(row * NO)
-            var tile = Int32(block_idx.x) if SPLITS_X else Int32(block_idx.z)
-            while tile < tiles_per_row:
-                # U of the block's tiles a pass: all their loads, then the sums.
-                var raws = SIMD[dtype, U * WIN](0)
-                comptime for u in range(U):
-                    var t = tile + Int32(u) * splits
-                    if u == 0 or t < tiles_per_row:
-                        if fits:
-                            # Load v of this thread lies inside the row when
-                            # its first index, as unsigned, is below n.
-                            var at = t * Int32(SPAN) + q  # this thread's first load in tile t
-                            var x_at = x_row.unsafe_offset(Int(at))
-                            comptime for v in range(LOADS):
-                                if v * VW < needed:
-                                    if UInt32(at + Int32(v * VW)) < UInt32(N):
-                                        raws = raws.insert[offset = u * WIN + v * VW](x_at.unsafe_load[width=VW, alignment=16](v * VW))
+        @always_inline
+        @__parameter
+        def one_pass[FIRST: Bool](batch: Int32, tile: Int32):
+            """Tiles tile, tile + splits, ... (U of them) of row batch * filters + channel."""
+            var row = batch * filters + channel
+            var x_row: type_of(input)
+            var out_row: type_of(output)
+            comptime if FITS:
+                x_row = input.unsafe_offset(wide_product(row, n32))
+                out_row = output.unsafe_offset(wide_product(row, no32))
+            else:
+                x_row = input.unsafe_offset(Int(row) * N)
+                out_row = output.unsafe_offset(Int(row) * NO)
+            # U of the block's tiles a pass: all their loads, then the sums.
+            var raws = SIMD[dtype, U * WIN](0)
+            comptime for u in range(U):
+                var t = tile + Int32(u) * splits
+                if u == 0 or t < tiles_per_row:
+                    comptime if FITS:
+                        # Load v of this thread lies inside the row when
+                        # its first index, as unsigned, is below n.
+                        var at = t * Int32(SPAN) + q  # this thread's first load in tile t
+                        var x_at = x_row.unsafe_offset(Int(at))
+                        comptime for v in range(LOADS):
+                            if v * VW < needed:
+                                if UInt32(at + Int32(v * VW)) < UInt32(n32):
+                                    raws = raws.insert[offset = u * WIN + v * VW](x_at.unsafe_load[width=VW, alignment=16](v * VW))
+                    else:
+                        var base = Int(t) * SPAN - back
+                        comptime for v in range(LOADS):
+                            if v * VW < needed:
+                                raws = raws.insert[offset = u * WIN + v * VW](load_raw[dtype, VW](x_row, base + Int(o) + v * VW, N, load_io))
+            comptime if FIRST and U == 2:
+                # With two tiles a pass, the taps are read after the first
+                # pass's loads: waiting on them before measured slower.
+                read_taps()
+            comptime for u in range(U):
+                var t = tile + Int32(u) * splits
+                if u == 0 or t < tiles_per_row:
+                    var xs = to_accum(raws.slice[WIN, offset = u * WIN]())
+                    var sums = SIMD[acc, R](start)
+                    comptime if KMAX == SMALL_STEP:
+                        comptime for j in range(KMAX):
+                            comptime for r in range(R):
+                                sums[r] += xs[D + r + j] * w[j]
+                    else:
+                        comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
+                            if s == 0 or s * SMALL_STEP < K:  # k >= 1
+                                comptime for jj in range(SMALL_STEP):
+                                    comptime j = s * SMALL_STEP + jj
+                                    comptime if j < KMAX:
+                                        if j == 0 or j < K:
+                                            comptime for r in range(R):
+                                                sums[r] += xs[D + r + j] * w[j]
+                    var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
+                    var at: Int  # this thread's first output in the row
+                    comptime if FITS:
+                        # The host also found the output rows aligned.
+                        var at32 = t * Int32(SPAN) + o
+                        at = Int(at32)
+                        if t * Int32(SPAN) + Int32(SPAN) <= no32:
+                            out_row.unsafe_offset(at).unsafe_store[alignment=16](values)
                         else:
-                            var base = Int(t) * SPAN - back
-                            comptime for v in range(LOADS):
-                                if v * VW < needed:
-                                    raws = raws.insert[offset = u * WIN + v * VW](load_raw[dtype, VW](x_row, base + Int(o) + v * VW, N, load_io))
-                comptime if U == 2:
-                    # With two tiles a pass, the taps are read after the first
-                    # pass's loads: waiting on them before measured slower.
-                    if first_pass:
-                        read_taps()
-                        first_pass = False
-                comptime for u in range(U):
-                    var t = tile + Int32(u) * splits
-                    if u == 0 or t < tiles_per_row:
+                            store_vector(out_row, at, NO, True, values)
+                    else:
                         var first = Int(t) * SPAN
-                        var xs = to_accum(raws.slice[WIN, offset = u * WIN]())
-                        var sums = SIMD[acc, R](start)
-                        comptime if KMAX == SMALL_STEP:
-                            comptime for j in range(KMAX):
-                                comptime for r in range(R):
-                                    sums[r] += xs[D + r + j] * w[j]
-                        else:
-                            comptime for s in range(ceildiv(KMAX, SMALL_STEP)):
-                                if s == 0 or s * SMALL_STEP < K:  # k >= 1
-                                    comptime for jj in range(SMALL_STEP):
-                                        comptime j = s * SMALL_STEP + jj
-                                        comptime if j < KMAX:
-                                            if j == 0 or j < K:
-                                                comptime for r in range(R):
-                                                    sums[r] += xs[D + r + j] * w[j]
-                        var values = finish[acc, R](sums, SIMD[acc, R](0), False, silu).cast[dtype]()
+                        at = first + Int(o)
                         if store_io and first + SPAN <= NO:
                             out_row.unsafe_offset(first).unsafe_store[alignment=16](o, values)
                         else:
-                            store_vector(out_row, first + Int(o), NO, store_io, values)
-                        comptime if KMAX == SMALL_STEP and not EXACT:
-                            if not isfinite(sums.reduce_add()):
-                                # Rare: a zero tap met an infinite input.
-                                var w_start = w_row.unsafe_offset(1 - K if flip else 0)
-                                redo_non_finite[dtype](
-                                    out_row, first + Int(o), R, NO, x_row, N, w_start, K, 0, Int(shift), flip, start, has_bias, silu
-                                )
-                tile += Int32(U) * splits
-            batch += batch_step
+                            store_vector(out_row, at, NO, store_io, values)
+                    comptime if KMAX == SMALL_STEP and not EXACT:
+                        if not isfinite(sums.reduce_add()):
+                            # Rare: a zero tap met an infinite input.
+                            var w_start = w_row.unsafe_offset(1 - K if flip else 0)
+                            redo_non_finite[dtype](
+                                out_row, at, R, NO, x_row, N, w_start, K, 0, Int(shift), flip, start, has_bias, silu
+                            )
 
-    comptime if KMAX == SMALL_STEP:
-        if K == KMAX and tap_vector:
-            pass_over_tiles[True]()
-        else:
-            pass_over_tiles[False]()
+        # The first pass outside the loop (the grid gives every block one):
+        # no flag for the taps, and nothing of the loop's set up before its
+        # loads go out.
+        comptime if U == 1:
+            read_taps()
+        var batch = Int32(block_idx.z) if SPLITS_X else Int32(block_idx.y)
+        var first_tile = Int32(block_idx.x) if SPLITS_X else Int32(block_idx.z)
+        one_pass[True](batch, first_tile)
+        var tile = first_tile + Int32(U) * splits
+        while True:
+            if tile >= tiles_per_row:
+                batch += batch_step
+                if batch >= batches:
+                    return
+                tile = first_tile
+            one_pass[False](batch, tile)
+            tile += Int32(U) * splits
+
+    comptime if EXACT:
+        pass_over_tiles[True, True]()
     else:
-        pass_over_tiles[False]()
+        if fits:
+            pass_over_tiles[False, True]()
+        else:
+            pass_over_tiles[False, False]()
