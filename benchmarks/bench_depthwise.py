@@ -14,7 +14,8 @@ process:
   cudnn           F.conv1d(x, w, padding=K - 1, groups=C), cut to L
   copy            a device copy of the input's bytes (the roofline)
 kernel_us is the device time of the kernels a call launches (profiler),
-call_us wall clock per call over back-to-back calls. Then the backward pass
+call_us wall clock per call over back-to-back calls, every case's measured
+before the profiler first runs (it slows later launches). Then the backward pass
 (gradients of x and w) at one shape, and the single-filter op
 (mojo_conv1d.conv1d) at N = 2^26 in bfloat16 beside a copy.
 Writes depthwise_cuda.csv and depthwise_cuda.png under --out.
@@ -222,21 +223,9 @@ def bench_cuda(args) -> list[dict]:
     from bench_conv1d import check, profiled_kernel_time, wall_times_per_call
 
     peers = gpu_peers()
-    rows = []
+    cases = []  # (shape, k, dtype, kind, methods, calls)
 
-    def record(shape, k, dtype, kind, methods, calls):
-        kernel = {name: profiled_kernel_time(fn, calls) * 1e6 for name, fn in methods.items()}
-        call = wall_times_per_call(methods, calls, rounds=5)
-        copy = kernel.get("copy")
-        for name in methods:
-            rows.append(dict(device="cuda", dtype=str(dtype).removeprefix("torch."), b=shape[0], c=shape[1],
-                             length=shape[2], k=k, kind=kind, method=name, kernel_us=kernel[name],
-                             call_us=call[name] * 1e6, copy_ratio=copy / kernel[name] if copy else ""))
-            copy_text = f"  {copy / kernel[name]:6.1%} of copy" if copy else ""
-            print(f"{kind:8} {str(shape):18} K={k:<3} {rows[-1]['dtype']:8} {name:15} kernel {kernel[name]:8.1f} us"
-                  f"  call {call[name] * 1e6:8.1f} us{copy_text}")
-
-    for shape, k, dtype in CUDA_SHAPES:
+    def forward_cases(shape, k, dtype):
         x = torch.randn(shape, device="cuda").to(dtype)
         w = (torch.randn(shape[1], k, device="cuda") / k**0.5).to(dtype)
         src, dst = torch.empty_like(x), torch.empty_like(x)
@@ -246,45 +235,64 @@ def bench_cuda(args) -> list[dict]:
                 methods[name] = lambda peer=peer: peer(x, w)
         methods["cudnn"] = lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=shape[1])[..., : shape[2]]
         methods["copy"] = lambda: dst.copy_(src)
-        methods = checked(methods, lambda name, got: check_gpu(name, got, x, w))
-        record(shape, k, dtype, "forward", methods, calls=20)
+        cases.append((shape, k, dtype, "forward", checked(methods, lambda name, got: check_gpu(name, got, x, w)), 20))
         if shape == CUDA_SHAPES[1][0] and k == 4:
             bias = torch.randn(shape[1], device="cuda").to(dtype)
             silu = {"mojo": lambda: depthwise_conv1d(x, w, bias, activation="silu")}
             for name, peer in peers.items():
                 silu[name] = lambda peer=peer: peer(x, w, bias, True)
             silu["cudnn"] = lambda: F.silu(F.conv1d(x, w[:, None], bias, padding=k - 1, groups=shape[1])[..., : shape[2]])
-            silu = checked(silu, lambda name, got: check_gpu(name, got, x, w, bias, True))
-            record(shape, k, dtype, "silu", silu, calls=20)
+            cases.append((shape, k, dtype, "silu", checked(silu, lambda name, got: check_gpu(name, got, x, w, bias, True)), 20))
 
-    shape, k, dtype = BACKWARD_SHAPE
-    x = torch.randn(shape, device="cuda").to(dtype).requires_grad_()
-    w = (torch.randn(shape[1], k, device="cuda") / k**0.5).to(dtype).requires_grad_()
-    g = torch.randn(shape, device="cuda").to(dtype)
-    forwards = {"mojo": lambda: depthwise_conv1d(x, w)}
-    for name, peer in peers.items():
-        if name not in FORWARD_ONLY:
-            forwards[name] = lambda peer=peer: peer(x, w)
-    forwards["cudnn"] = lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=shape[1])[..., : shape[2]]
-    outputs = {name: fn() for name, fn in forwards.items()}
-    reference = torch.autograd.grad(outputs["cudnn"], (x, w), g, retain_graph=True)
-    backward = {}
-    for name, y in outputs.items():
-        got = torch.autograd.grad(y, (x, w), g, retain_graph=True)
-        for a, b in zip(got, reference):
-            torch.testing.assert_close(a.float(), b.float(), rtol=3e-2, atol=3e-2 * b.float().abs().max().item())
-        backward[name] = lambda y=y: torch.autograd.grad(y, (x, w), g, retain_graph=True)
-    record(shape, k, dtype, "backward", backward, calls=20)
+    def backward_case(shape, k, dtype):
+        x = torch.randn(shape, device="cuda").to(dtype).requires_grad_()
+        w = (torch.randn(shape[1], k, device="cuda") / k**0.5).to(dtype).requires_grad_()
+        g = torch.randn(shape, device="cuda").to(dtype)
+        forwards = {"mojo": lambda: depthwise_conv1d(x, w)}
+        for name, peer in peers.items():
+            if name not in FORWARD_ONLY:
+                forwards[name] = lambda peer=peer: peer(x, w)
+        forwards["cudnn"] = lambda: F.conv1d(x, w[:, None], padding=k - 1, groups=shape[1])[..., : shape[2]]
+        outputs = {name: fn() for name, fn in forwards.items()}
+        reference = torch.autograd.grad(outputs["cudnn"], (x, w), g, retain_graph=True)
+        backward = {}
+        for name, y in outputs.items():
+            got = torch.autograd.grad(y, (x, w), g, retain_graph=True)
+            for a, b in zip(got, reference):
+                torch.testing.assert_close(a.float(), b.float(), rtol=3e-2, atol=3e-2 * b.float().abs().max().item())
+            backward[name] = lambda y=y: torch.autograd.grad(y, (x, w), g, retain_graph=True)
+        cases.append((shape, k, dtype, "backward", backward, 20))
 
-    # The single-filter op on one long row: the bandwidth-bound K = 4 and the
-    # tensor cores' K = 64, in bfloat16.
-    n = SINGLE_FILTER_N
-    x1 = torch.randn(n, device="cuda").to(torch.bfloat16)
-    src, dst = torch.empty_like(x1), torch.empty_like(x1)
-    for k in (4, 64):
+    def single_filter_case(n, k):
+        # The single-filter op on one long row: the bandwidth-bound K = 4 and
+        # the tensor cores' K = 64, in bfloat16.
+        x1 = torch.randn(n, device="cuda").to(torch.bfloat16)
+        src, dst = torch.empty_like(x1), torch.empty_like(x1)
         w1 = (torch.randn(k, device="cuda") / k**0.5).to(torch.bfloat16)
         check("conv1d", conv1d(x1, w1), x1, w1)
-        record((1, 1, n), k, torch.bfloat16, "conv1d", {"mojo": lambda: conv1d(x1, w1), "copy": lambda: dst.copy_(src)}, 20)
+        cases.append(((1, 1, n), k, torch.bfloat16, "conv1d", {"mojo": lambda: conv1d(x1, w1), "copy": lambda: dst.copy_(src)}, 20))
+
+    for shape, k, dtype in CUDA_SHAPES:
+        forward_cases(shape, k, dtype)
+    backward_case(*BACKWARD_SHAPE)
+    for k in (4, 64):
+        single_filter_case(SINGLE_FILTER_N, k)
+
+    # Every wall time before the first kernel time: once the profiler has
+    # run, CUPTI stays attached to the process (pytorch/pytorch#144455) and
+    # every later launch costs more, about twice as much for a short call.
+    calls_of = [wall_times_per_call(methods, calls, rounds=5) for *_, methods, calls in cases]
+    rows = []
+    for (shape, k, dtype, kind, methods, calls), call in zip(cases, calls_of):
+        kernel = {name: profiled_kernel_time(fn, calls) * 1e6 for name, fn in methods.items()}
+        copy = kernel.get("copy")
+        for name in methods:
+            rows.append(dict(device="cuda", dtype=str(dtype).removeprefix("torch."), b=shape[0], c=shape[1],
+                             length=shape[2], k=k, kind=kind, method=name, kernel_us=kernel[name],
+                             call_us=call[name] * 1e6, copy_ratio=copy / kernel[name] if copy else ""))
+            copy_text = f"  {copy / kernel[name]:6.1%} of copy" if copy else ""
+            print(f"{kind:8} {str(shape):18} K={k:<3} {rows[-1]['dtype']:8} {name:15} kernel {kernel[name]:8.1f} us"
+                  f"  call {call[name] * 1e6:8.1f} us{copy_text}")
     return rows
 
 
