@@ -621,7 +621,9 @@ def kernel_constants() -> dict[str, int]:
     # The kernels gpu.mojo launches for short filters: the short kernel (one
     # 16-byte vector of outputs per thread, SMALL_THREADS per block), and the
     # window kernel's one shape: [dtype, R, T, groups, taps, block].
-    assert "correlate_short_gpu_kernel[dtype, D, KMAX, U, X == 1]" in gpu
+    assert "correlate_short_gpu_kernel[dtype, D, KMAX, U, X == 1, E == 1]" in gpu
+    # The exact kernel: SMALL_STEP taps aligned for one load, in rows of 32-bit indices.
+    assert "var exact = known_k == 0 and whole and k == SMALL_STEP and" in gpu
     assert "comptime KMAX = SMALL_STEP if KM == 0 else SMALL_K" in gpu
     assert "block_dim=SMALL_THREADS" in gpu
     assert "comptime R = VW  # outputs per thread and tile: one vector" in window
