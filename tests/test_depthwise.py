@@ -309,7 +309,8 @@ def test_cuda_short_kernel_over_many_batches(shape):
 def test_cuda_short_kernel_two_tiles_a_pass(shape, k, dtype):
     """16-bit data up to 4 taps: a block that walks its row's tiles in order
     takes two a pass (an odd count leaves one for the last), and a row of
-    two tiles is one block's pass; rows of odd length take the checked
+    two tiles is one block's pass, except in the exact four-tap kernel,
+    where it is two blocks of one; rows of odd length take the checked
     loads. The input's gradient (flipped taps) goes the same way."""
     tol = {torch.bfloat16: 1.6e-2, torch.float16: 2e-3}[dtype]
     x = random(shape, "cuda", seed=60).to(dtype).requires_grad_()
@@ -386,8 +387,9 @@ def test_short_filters_with_non_finite_inputs(length, k, weight_offset, flip, dt
     such term, so there outputs that come out infinite or NaN are computed
     again over the real taps: the pattern of non-finite outputs is exact,
     for taps read forward and reversed (the input's gradient). (Rows of
-    2000 16-bit values are two tiles, one block's pass of two; rows of
-    3000, three tiles in blocks of one.)"""
+    2000 16-bit values are two tiles: one block's pass of two in that other
+    loop, two blocks of one in the exact kernel; rows of 3000, three tiles
+    in blocks of one.)"""
     x = random((2, 3, length), "cpu", seed=50)
     x[0, 1, 1000], x[1, 2, 1500], x[0, 0, length - 1], x[1, 0, 0] = float("inf"), float("-inf"), float("nan"), float("inf")
     w = random((3, k), "cpu", seed=51)
